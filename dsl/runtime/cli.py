@@ -1,0 +1,5 @@
+"""The `svmdsl` command."""
+
+
+def main() -> int:
+    raise SystemExit("svmdsl: not built yet")

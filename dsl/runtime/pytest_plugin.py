@@ -1,0 +1,1 @@
+"""pytest plugin: collects `.svm` files directly (registered through the `pytest11` entry point)."""
