@@ -229,3 +229,129 @@ def policy_by_name(name: str) -> PolicyName | None:
 def policy_names() -> tuple[str, ...]:
     """Every name a user may write for a policy, in documentation order."""
     return tuple(p.value for p in PolicyName) + tuple(POLICY_ALIASES)
+
+
+class FaultKind(enum.Enum):
+    """A fault that can cut an event delivery short (H-5, H-16). The value is the spelling used in scenarios."""
+
+    PF = "#PF"  # guest page fault: intercepted under shadow paging (0x4E), by L1, or the guest's own
+    NPF = "#NPF"  # nested page fault on L0's (or L1's) nested tables, exit 0x400
+    NP = "#NP"  # IDT gate not present
+    GP = "#GP"  # gate DPL / limit violation
+    SS = "#SS"  # stack segment fault while pushing the frame
+    TS = "#TS"  # invalid TSS on a stack switch
+
+    @property
+    def vector(self) -> Vector | None:
+        """The guest exception vector; None for #NPF, which is not a guest exception."""
+        return None if self is FaultKind.NPF else Vector[self.name]
+
+    @property
+    def exit_code(self) -> int:
+        """The #VMEXIT code when the fault is intercepted (H-18)."""
+        if self is FaultKind.NPF:
+            return ExitCode.NPF
+        return ExitCode.for_exception(Vector[self.name])
+
+
+class PageTable(enum.Enum):
+    """Which page tables a page's presence refers to."""
+
+    GUEST = "guest"  # the guest's own page tables (a miss is a guest #PF)
+    HOST = "host"  # L0's shadow or nested tables (a miss is an intercepted #PF or an #NPF)
+
+
+class GateType(enum.Enum):
+    """IDT gate type (APM vol. 2 §4.8): an interrupt gate also clears IF on delivery (H-36)."""
+
+    INTERRUPT = "interrupt"
+    TRAP = "trap"
+
+
+class SoftIntReading(enum.Enum):
+    """The two readings of K-6.19-6 for INT n with n >= 0x80 under the kvm-6.19 opcode check."""
+
+    A = "A"  # the commit's stated rule: CD ib matches vector ib for every ib [V text]
+    B = "B"  # the decoder sign-extends ib, so 0x80-0xFF never match [I] (default)
+
+
+class Actor(enum.Enum):
+    """Who performs a traced action."""
+
+    GUEST = "guest"  # the guest L0 runs: the L2 guest when nested
+    L1 = "L1"  # the nested hypervisor
+    L0 = "L0"  # the hypervisor on the hardware (the policy)
+    CPU = "CPU"  # the processor (the hardware profile)
+    USERSPACE = "userspace"  # the VMM process driving L0 (KVM_SET_VCPU_EVENTS, KVM_SET_NESTED_STATE)
+
+
+class Outcome(enum.Enum):
+    """How the scenario's subject event ended (README glossary). The value is the spelling used in scenarios."""
+
+    DELIVERED = "delivered"  # delivered once on the first attempt: nothing to re-inject
+    REINJECT = "reinject"  # requeued from EXITINTINFO and re-injected by the hypervisor, delivered once
+    RETRY = "retry"  # not requeued: the guest re-executed the instruction, which delivered the event natively
+    DROPPED = "dropped"  # the injection hook decided not to write EVENTINJ (skip failed); nothing replaced it
+    LOST = "lost"  # never delivered although the architecture says it must be
+    DUPLICATED = "duplicated"  # delivered more than once
+    VMEXIT_INVALID = "vmexit_invalid"  # a VMRUN failed its consistency checks (H-8, K-7.1-6)
+    HOST_BUG = "host_bug"  # the host kernel hit a BUG_ON (K-5.19-10)
+    EMULATION_ERROR = "emulation_error"  # the vCPU exits to userspace with an emulation error (K-6.2-4)
+    UNSUPPORTED = "unsupported"  # the hypervisor refuses the configuration (K-6.6-4: SEV without nrips)
+    UNSPECIFIED = "unspecified"  # the sources do not say what happens (H-32 16-bit wrap, K-6.0-31 SEV-ES)
+
+
+class Observable(enum.Enum):
+    """What a scenario can `expect`. The value is the name used in scenarios (`expect next_rip == 0x1001`).
+
+    VMRUN observables read the *focus* VMRUN: the last VMRUN whose EVENTINJ was valid, else the first VMRUN after
+    the first #VMEXIT, else the last VMRUN. Exit observables read the first #VMEXIT; delivery observables the first
+    event delivered to the guest. `Result.observe` takes a `Pick` to choose another one.
+    """
+
+    EVENT_INJ = "event_inj"  # int: EVENTINJ low 32 bits written before the focus VMRUN (0 if nothing injected)
+    EVENT_INJ_ERR = "event_inj_err"  # int: EVENTINJ error code at the focus VMRUN
+    NEXT_RIP = "next_rip"  # int: VMCB next_rip at the focus VMRUN (what an NRIPS CPU pushes for a soft event)
+    RIP = "rip"  # int: VMCB RIP at the focus VMRUN
+    RFLAGS = "rflags"  # int: VMCB RFLAGS at the focus VMRUN
+    RF = "rf"  # bool: RFLAGS.RF at the focus VMRUN
+    INTERRUPT_SHADOW = "interrupt_shadow"  # bool: VMCB int_state bit 0 at the focus VMRUN
+    EXIT_CODE = "exit_code"  # int: exit code of the first #VMEXIT (-1 = VMEXIT_INVALID)
+    EXIT_INT_INFO = "exit_int_info"  # int: EXITINTINFO low 32 bits of the first #VMEXIT
+    EXIT_INT_INFO_ERR = "exit_int_info_err"  # int: EXITINTINFO error code of the first #VMEXIT
+    EXIT_NEXT_RIP = "exit_next_rip"  # int: next_rip the CPU wrote at the first #VMEXIT (0 = cleared, H-12)
+    EXIT_RIP = "exit_rip"  # int: VMCB RIP at the first #VMEXIT
+    RETURN_RIP = "return_rip"  # int | None: return address pushed for the first delivered event ("ret")
+    DELIVERED = "delivered"  # int | None: vector of the first event delivered to the guest (Vector when named)
+    DELIVERED_TYPE = "delivered_type"  # EventType | None: how the first delivered event was delivered
+    DELIVERED_ERROR_CODE = "delivered_error_code"  # int | None: error code pushed with the first delivery
+    DELIVERY_COUNT = "delivery_count"  # int: how many times the subject event's vector was delivered
+    SPURIOUS_DB = "spurious_db"  # bool: a DR7 code breakpoint fired again on a retried soft instruction (H-37)
+    REQUEUED = "requeued"  # bool: the hypervisor requeued an event from EXITINTINFO
+    REQUEUED_EVENT = "requeued_event"  # int: the first requeued event in EVENTINJ encoding (0 if none)
+    PENDING_EXCEPTION = "pending_exception"  # int | None: vector KVM left pending in its queue (K-6.0-27/-30)
+    SOFT_INT_INJECTED = "soft_int_injected"  # bool: KVM's soft_int_injected at the focus VMRUN (kvm-6.0 on)
+    SOFT_INT_CSBASE = "soft_int_csbase"  # int | None: soft_int_csbase recorded for the focus VMRUN
+    SOFT_INT_OLD_RIP = "soft_int_old_rip"  # int | None: soft_int_old_rip recorded for the focus VMRUN
+    SOFT_INT_NEXT_RIP = "soft_int_next_rip"  # int | None: soft_int_next_rip recorded for the focus VMRUN
+    INT3_INJECTED = "int3_injected"  # int: kvm-5.19's int3_injected (bytes RIP was advanced) at the focus VMRUN
+    INT3_RIP = "int3_rip"  # int: kvm-5.19's int3_rip at the focus VMRUN
+    VMCB12_EXIT_CODE = "vmcb12_exit_code"  # int | None: exit code L1 sees on the first reflected #VMEXIT
+    VMCB12_EXIT_INT_INFO = "vmcb12_exit_int_info"  # int | None: vmcb12 EXITINTINFO L1 sees (K-5.19-24, K-6.0-24)
+    VMCB12_NEXT_RIP = "vmcb12_next_rip"  # int | None: vmcb12 next_rip L1 sees on the first reflected #VMEXIT
+    L1_NMI_MASKED = "l1_nmi_masked"  # bool: L0 marked L1's NMIs blocked (K-5.19-23 vs K-6.0-8)
+    DEBUG_EXITS = "debug_exits"  # int: KVM_EXIT_DEBUG exits to userspace (guest debug, K-5.19-20)
+    EMULATION_FAILURES = "emulation_failures"  # int: insn_emulation_fail count (K-6.2-3)
+    FINAL_RIP = "final_rip"  # int: the guest's RIP when the run ended
+    OUTCOME = "outcome"  # Outcome: how the subject event ended
+    EVIDENCE = "evidence"  # Evidence: the weakest evidence among the rules the outcome depends on
+    CONFIRMED = "confirmed"  # bool: False when the outcome is "predicted, unconfirmed" ([D]/[I]/[U])
+    TRACEPOINTS = "tracepoints"  # tuple[str, ...]: KVM tracepoint lines (`kvm_inj_exception: #BP [reinjected]`)
+
+
+class Pick(enum.Enum):
+    """Which VMRUN, exit or delivery an observable reads (see Observable)."""
+
+    FOCUS = "focus"
+    FIRST = "first"
+    LAST = "last"
