@@ -1,0 +1,141 @@
+"""Lark's parse errors → a `Diagnostic` that says, in words, what was expected.
+
+Two sources of wording: a table of labelled broken snippets (`dsl.grammar.error_examples`), matched against the
+failing parser state with `UnexpectedInput.match_examples`, gives the message; the set of terminals the parser
+would have accepted, translated into words (never token names), gives the "expected" line.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Iterable
+
+from lark import Lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from dsl.errors import Diagnostic, Loc, make_diagnostic
+from dsl.syntax.grammar import parser
+
+#: Regular-expression terminals in words.
+TERMINAL_WORDS: dict[str, str] = {
+    "NAME": "a name",
+    "VECTOR": "a vector such as #PF",
+    "NUMBER": "a number such as 0x1000",
+    "HEXBYTE": "a byte in hex such as cd",
+    "STRING": 'a "quoted string"',
+    "DOCSTRING": 'a """description"""',
+    "TAG": "a tag such as @seed",
+    "TEMPLATE_LINE": "a template line",
+    "ROW": "a table row | … |",
+    "COMPARISON": "== or !=",
+    "NRIPS_VALUE": "0 or 1",
+    "VMCB": "vmcb, vmcb12 or vmcb02",
+    "MEMORY_SIGN": "+ or -",
+    "_NL": "the end of the line",
+    "$END": "the end of the file",
+}
+
+#: Keywords that start a sentence inside a scenario, grouped for a short "expected" line when all are possible.
+SETTING_KEYWORDS = (
+    "profile", "policies", "policy", "nrips", "paging", "protection", "variant", "int-n", "mode", "cs", "rip",
+    "rflags", "interrupt", "cpl", "gif", "breakpoint", "page", "idt", "l1", "L1", "code",
+)  # fmt: skip
+STEP_KEYWORDS = ("guest", "inject", "vectoring", "exit", "entry", "save", "host", "run")
+SENTENCE_SUMMARY = (
+    "a sentence: set-up (profile, policies, mode, rip, code at …), a step (guest executes, inject, vectoring hits, "
+    "exit for, host re-enters, run …) or an expectation (expect …, under <policies>: expect …)"
+)
+SETTING_SUMMARY = "a set-up sentence (profile, policies, nrips, paging, mode, rip, rflags, code at …)"
+#: Beyond this many alternatives, the "expected" line names categories instead of listing everything.
+MAX_LISTED = 8
+
+
+def _terminal_word(name: str, lark: Lark) -> str:
+    if name in TERMINAL_WORDS:
+        return TERMINAL_WORDS[name]
+    try:
+        pattern = lark.get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    if pattern.type == "str":
+        return f"'{pattern.value}'"
+    return name.lower()
+
+
+def describe_expected(names: Iterable[str], lark: Lark | None = None) -> str:
+    """The accepted terminals as words: `'scenario', a tag such as @seed or the end of the file`."""
+    lark = lark or parser()
+    words = {name: _terminal_word(name, lark) for name in names}
+    keywords = {w.strip("'") for w in words.values() if w.startswith("'")}
+    if {"profile", "guest", "expect"} <= keywords:
+        return SENTENCE_SUMMARY
+    if {"profile", "mode", "rip"} <= keywords and "guest" not in keywords:
+        return SETTING_SUMMARY
+    unique = sorted(set(words.values()), key=lambda w: (w.startswith("the end"), not w.startswith("'"), w))
+    if len(unique) > MAX_LISTED:
+        unique = [*unique[: MAX_LISTED - 1], "…"]
+    if len(unique) == 1:
+        return unique[0]
+    return ", ".join(unique[:-1]) + " or " + unique[-1]
+
+
+def _found(error: UnexpectedInput, source: str) -> str:
+    if isinstance(error, UnexpectedToken):
+        token = error.token
+        if token.type == "$END":
+            return "the end of the file"
+        if token.type == "_NL":
+            return "the end of the line"
+        return f"'{token}'"
+    if isinstance(error, UnexpectedCharacters):
+        pos = error.pos_in_stream or 0
+        return f"'{source[pos]}'" if pos < len(source) else "the end of the file"
+    return "the end of the file"
+
+
+def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> Diagnostic:
+    """The diagnostic for one Lark error: location, message (from the examples table when it matches), expected."""
+    lark = parser()
+    expected: set[str]
+    if isinstance(error, UnexpectedToken):
+        expected = set(error.accepts or error.expected)
+    elif isinstance(error, UnexpectedCharacters):
+        expected = set(error.allowed or ())
+    elif isinstance(error, UnexpectedEOF):
+        expected = set(error.expected)
+    else:
+        expected = set()
+    line, column = _position(error, source)
+    label = _match_label(error)
+    found = _found(error, source)
+    message = f"{label} (found {found})" if label else f"unexpected {found}"
+    return make_diagnostic(source, Loc(filename, line, column), message, expected=describe_expected(expected, lark))
+
+
+def _position(error: UnexpectedInput, source: str) -> tuple[int, int]:
+    line, column = getattr(error, "line", -1), getattr(error, "column", -1)
+    if isinstance(error, UnexpectedToken) and error.token.type == "_NL":
+        # A newline token starts at the end of the line it closes: point there, not at the next line.
+        pos = error.token.start_pos or 0
+        line_start = source.rfind("\n", 0, pos) + 1
+        return source.count("\n", 0, pos) + 1, pos - line_start + 1
+    if line is None or line < 1:  # end of file
+        lines = source.splitlines() or [""]
+        return len(lines), len(lines[-1]) + 1
+    return line, column
+
+
+@functools.cache
+def error_examples() -> dict[str, list[str]]:
+    """The labelled snippets of `grammar/error_examples.py` (imported by name: it lives in the grammar folder)."""
+    table: dict[str, list[str]] = importlib.import_module("dsl.grammar.error_examples").ERROR_EXAMPLES
+    return table
+
+
+def _match_label(error: UnexpectedInput) -> str | None:
+    try:
+        label = error.match_examples(parser().parse, error_examples(), use_accepts=True)
+    except Exception:
+        return None
+    return str(label) if label is not None else None

@@ -1,0 +1,35 @@
+"""The Lark parser for `grammar/svm.lark`, built once per process."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark
+
+GRAMMAR_PACKAGE = "dsl.grammar"
+GRAMMAR_FILE = "svm.lark"
+
+
+def grammar_text() -> str:
+    """The grammar's source, read from the installed package."""
+    return (resources.files(GRAMMAR_PACKAGE) / GRAMMAR_FILE).read_text(encoding="utf-8")
+
+
+def build_parser(*, strict: bool = False, cache: bool = True) -> Lark:
+    """A fresh LALR parser with the contextual lexer. `strict=True` fails on any conflict or terminal collision."""
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        strict=strict,
+        cache=cache,
+    )
+
+
+@functools.cache
+def parser() -> Lark:
+    """The process-wide parser (grammar analysis is cached on disk by Lark between processes)."""
+    return build_parser()

@@ -1,0 +1,154 @@
+"""Scenario outlines: substitute each examples row into the template text and parse it as a scenario.
+
+Substitution is textual (as in Gherkin), so a placeholder may stand for any part of a sentence: a number, a
+policy, a whole instruction. Each substituted line keeps its line number and indentation, and columns after a
+substitution are mapped back, so a problem in one row is reported at the template line that caused it, with the
+row named in a hint.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from dsl.errors import Diagnostic, Loc, make_diagnostic
+from dsl.syntax import ast
+from dsl.syntax.source import BlockError, parse_source
+
+PLACEHOLDER = re.compile(r"<([A-Za-z_][A-Za-z0-9_\-]*)>")
+
+
+@attrs.frozen
+class _Substitution:
+    """One placeholder replaced in one line: where it was, how long it was, how long its value is."""
+
+    column: int  # 0-based, in the template line
+    width: int
+    value_width: int
+
+
+def placeholders(text: str) -> tuple[tuple[str, int], ...]:
+    """The placeholder names in `text` with their 0-based columns."""
+    return tuple((m.group(1), m.start()) for m in PLACEHOLDER.finditer(text))
+
+
+def substitute(text: str, values: dict[str, str]) -> tuple[str, tuple[_Substitution, ...]]:
+    """`text` with every known `<name>` replaced by its value; unknown placeholders are left as they are."""
+    pieces: list[str] = []
+    substitutions: list[_Substitution] = []
+    last = 0
+    for match in PLACEHOLDER.finditer(text):
+        if match.group(1) not in values:
+            continue
+        value = values[match.group(1)]
+        pieces.append(text[last : match.start()])
+        pieces.append(value)
+        substitutions.append(_Substitution(match.start(), match.end() - match.start(), len(value)))
+        last = match.end()
+    pieces.append(text[last:])
+    return "".join(pieces), tuple(substitutions)
+
+
+def _map_column(column: int, substitutions: tuple[_Substitution, ...]) -> int:
+    """A 1-based column in a substituted line → the column in the template line."""
+    position = column - 1
+    shift = 0
+    for sub in substitutions:
+        start = sub.column + shift
+        if position < start:
+            break
+        if position < start + sub.value_width:
+            return sub.column + 1  # inside a substituted value: point at its placeholder
+        shift += sub.value_width - sub.width
+    return position - shift + 1
+
+
+def expand_outline(
+    outline: ast.ScenarioOutline, text: str, filename: str
+) -> tuple[tuple[ast.Scenario, ...], list[Diagnostic]]:
+    """One scenario per examples row, and the problems found (placeholders without a column, bad rows)."""
+    diagnostics: list[Diagnostic] = []
+    columns = outline.examples.columns
+    for line in outline.template:
+        for name, column in placeholders(line.text):
+            if name not in columns:
+                loc = Loc(filename, line.loc.line, line.loc.column + column)
+                diagnostics.append(
+                    make_diagnostic(
+                        text,
+                        loc,
+                        f"placeholder <{name}> has no column in the examples table",
+                        expected="one of the columns: " + ", ".join(columns) if columns else "a column for it",
+                    )
+                )
+    if diagnostics:
+        return (), diagnostics
+    scenarios: list[ast.Scenario] = []
+    seen: set[tuple[Loc, str]] = set()
+    for row in outline.examples.rows:
+        if len(row.cells) != len(columns):
+            diagnostics.append(
+                make_diagnostic(
+                    text,
+                    row.loc,
+                    f"this examples row has {len(row.cells)} cells, the header has {len(columns)}",
+                    expected=f"one cell per column: {', '.join(columns)}",
+                )
+            )
+            continue
+        values = dict(zip(columns, row.cells, strict=True))
+        try:
+            scenarios.append(_expand_row(outline, row, values, filename))
+        except _RowError as problem:
+            key = (problem.loc, problem.diagnostic.message)
+            if key not in seen:
+                seen.add(key)
+                diagnostics.append(
+                    make_diagnostic(
+                        text,
+                        problem.loc,
+                        problem.diagnostic.message,
+                        expected=problem.diagnostic.expected,
+                        hint=f"with the examples row at line {row.loc.line}: "
+                        + ", ".join(f"<{k}> = {v}" for k, v in values.items()),
+                    )
+                )
+    return tuple(scenarios), diagnostics
+
+
+class _RowError(Exception):
+    def __init__(self, loc: Loc, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.loc = loc
+        self.diagnostic = diagnostic
+
+
+def _expand_row(
+    outline: ast.ScenarioOutline, row: ast.ExampleRow, values: dict[str, str], filename: str
+) -> ast.Scenario:
+    lines: dict[int, str] = {}
+    substitutions: dict[int, tuple[_Substitution, ...]] = {}
+    for template in outline.template:
+        substituted, subs = substitute(template.text, values)
+        lines[template.loc.line] = " " * (template.loc.column - 1) + substituted
+        substitutions[template.loc.line] = subs
+    first = min(lines, default=outline.loc.line + 1)
+    # The header goes on the line before the first template line, which the outline's header always occupies
+    # or precedes; the template lines keep their own line numbers and indentation.
+    lines[first - 1] = 'scenario "":'
+    last = max(lines)
+    text = "\n".join(lines.get(n, "") for n in range(1, last + 1)) + "\n"
+    try:
+        parsed = parse_source(text, filename)
+    except BlockError as error:
+        loc = error.diagnostic.loc
+        subs = substitutions.get(loc.line, ())
+        mapped = Loc(filename, loc.line, _map_column(loc.column, subs) if loc.line in substitutions else loc.column)
+        raise _RowError(mapped, error.diagnostic) from None
+    scenario = parsed.items[0]
+    assert isinstance(scenario, ast.Scenario)
+    title, _ = substitute(outline.title, values)
+    return ast.Scenario(
+        title, outline.tags, outline.sources, outline.description, scenario.statements, row, loc=outline.loc
+    )

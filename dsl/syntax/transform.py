@@ -1,0 +1,387 @@
+"""Lark parse tree → AST. Every terminal is converted here, so no `lark.Token` reaches the AST."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from lark import Token, Transformer, v_args
+from lark.tree import Meta
+
+from dsl.engine.vocab import InjectionSource, Level
+from dsl.errors import Loc
+from dsl.syntax import ast
+from dsl.syntax.instructions import split_instruction
+
+_LEVELS = {"l0": Level.L0, "l1": Level.L1, "guest": Level.GUEST}
+_SOURCES = {"userspace": InjectionSource.USERSPACE, "guest": InjectionSource.GUEST_DEBUG, "l1": InjectionSource.L1}
+_STRING_ESCAPE = re.compile(r"\\(.)")
+_DOCSTRING_QUOTES = 3
+
+
+def unquote(text: str) -> str:
+    """The value of a `"…"` string: quotes removed, `\\x` → `x` (so `\\"` and `\\\\` work)."""
+    return _STRING_ESCAPE.sub(r"\1", text[1:-1])
+
+
+def quote(text: str) -> str:
+    """The inverse of `unquote`: a `"…"` literal for `text`."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_number(text: str) -> int:
+    """`0x1000`, `4096`, `0x8000_0303` (underscores group digits), `-1`. `010` is ten: octal would surprise."""
+    clean = text.replace("_", "")
+    sign = -1 if clean.startswith("-") else 1
+    digits = clean.lstrip("-")
+    if digits[:2] in ("0x", "0X"):
+        return sign * int(digits[2:], 16)
+    return sign * int(digits, 10)
+
+
+@v_args(meta=True)
+class AstBuilder(Transformer[Token, ast.SvmFile]):
+    """Builds AST nodes; `file` names the source in every `Loc`."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__()
+        self.file = file
+
+    def _loc(self, meta: Meta) -> Loc:
+        if getattr(meta, "empty", True):
+            return Loc(self.file, 0, 0)
+        return Loc(self.file, meta.line, meta.column)
+
+    def _tok_loc(self, token: Token) -> Loc:
+        return Loc(self.file, token.line or 0, token.column or 0)
+
+    # --- file structure ---------------------------------------------------------------------------------------
+
+    def start(self, meta: Meta, children: list[Any]) -> ast.SvmFile:
+        return ast.SvmFile(self.file, tuple(children), loc=Loc(self.file, 1, 1))
+
+    def include(self, meta: Meta, children: list[Any]) -> ast.Include:
+        return ast.Include(unquote(children[0]), None, loc=self._loc(meta))
+
+    def background(self, meta: Meta, children: list[Any]) -> ast.Background:
+        return ast.Background(tuple(children), loc=self._loc(meta))
+
+    def tags(self, meta: Meta, children: list[Token]) -> tuple[str, ...]:
+        return tuple(str(t)[1:] for t in children)
+
+    def source(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("source", unquote(children[0]))
+
+    def description(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+        return ("description", inspect.cleandoc(str(children[0])[_DOCSTRING_QUOTES:-_DOCSTRING_QUOTES]))
+
+    def _header(self, children: list[Any]) -> tuple[tuple[str, ...], str, list[str], str | None, list[Any]]:
+        tags, title, *rest = children
+        sources: list[str] = []
+        description: str | None = None
+        body: list[Any] = []
+        for child in rest:
+            if isinstance(child, tuple) and child and child[0] == "source":
+                sources.append(child[1])
+            elif isinstance(child, tuple) and child and child[0] == "description":
+                # Several docstrings read as paragraphs of one description.
+                description = child[1] if description is None else description + "\n\n" + child[1]
+            else:
+                body.append(child)
+        return tags, unquote(title), sources, description, body
+
+    def scenario(self, meta: Meta, children: list[Any]) -> ast.Scenario:
+        tags, title, sources, description, body = self._header(children)
+        return ast.Scenario(title, tags, tuple(sources), description, tuple(body), None, loc=self._loc(meta))
+
+    def outline(self, meta: Meta, children: list[Any]) -> ast.ScenarioOutline:
+        tags, title, sources, description, body = self._header(children)
+        template = tuple(c for c in body if isinstance(c, ast.TemplateLine))
+        examples = next(c for c in body if isinstance(c, ast.Examples))
+        return ast.ScenarioOutline(
+            title, tags, tuple(sources), description, template, examples, (), loc=self._loc(meta)
+        )
+
+    def template_line(self, meta: Meta, children: list[Token]) -> ast.TemplateLine:
+        token = children[0]
+        return ast.TemplateLine(strip_comment(str(token)), loc=self._tok_loc(token))
+
+    def examples(self, meta: Meta, children: list[ast.ExampleRow]) -> ast.Examples:
+        header, *rows = children
+        return ast.Examples(header.cells, tuple(rows), loc=self._loc(meta))
+
+    def example_row(self, meta: Meta, children: list[Token]) -> ast.ExampleRow:
+        token = children[0]
+        return ast.ExampleRow(split_row(str(token)), loc=self._tok_loc(token))
+
+    # --- shared pieces ----------------------------------------------------------------------------------------
+
+    def name(self, meta: Meta, children: list[Token]) -> ast.Name:
+        return ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
+
+    def name_list(self, meta: Meta, children: list[ast.Name]) -> tuple[ast.Name, ...]:
+        return tuple(children)
+
+    def number(self, meta: Meta, children: list[Token]) -> int:
+        return parse_number(str(children[0]))
+
+    def true(self, meta: Meta, children: list[Any]) -> bool:
+        return True
+
+    def false(self, meta: Meta, children: list[Any]) -> bool:
+        return False
+
+    def field_value(self, meta: Meta, children: list[Any]) -> ast.FieldValue:
+        token, value = children
+        return ast.FieldValue(ast.Name(str(token), loc=self._tok_loc(token)), value, loc=self._loc(meta))
+
+    def with_fields(self, meta: Meta, children: list[ast.FieldValue]) -> tuple[ast.FieldValue, ...]:
+        return tuple(children)
+
+    def event_exception(self, meta: Meta, children: list[Token]) -> ast.EventSpec:
+        vector = ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
+        return ast.EventSpec(ast.EventKind.EXCEPTION, vector, None, loc=self._loc(meta))
+
+    def event_soft(self, meta: Meta, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.SOFT_INTERRUPT, children[0], None, loc=self._loc(meta))
+
+    def event_irq(self, meta: Meta, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.INTERRUPT, children[0], None, loc=self._loc(meta))
+
+    def event_nmi(self, meta: Meta, children: list[Any]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.NMI, None, None, loc=self._loc(meta))
+
+    def event_raw(self, meta: Meta, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.RAW, None, children[0], loc=self._loc(meta))
+
+    # --- code -------------------------------------------------------------------------------------------------
+
+    def raw_bytes(self, meta: Meta, children: list[Token]) -> ast.RawBytes:
+        return ast.RawBytes(bytes(int(str(t), 16) for t in children), loc=self._loc(meta))
+
+    def instruction(self, meta: Meta, children: list[list[Any]]) -> ast.Instruction:
+        return split_instruction(children, self._loc(meta), self._tok_loc)
+
+    def operand_group(self, meta: Meta, children: list[Any]) -> list[Any]:
+        return children
+
+    def memory(self, meta: Meta, children: list[Any]) -> ast.Memory:
+        from dsl.syntax.instructions import build_memory
+
+        return build_memory(children, self._loc(meta))
+
+    def memory_term(self, meta: Meta, children: list[Any]) -> tuple[str | None, int]:
+        if isinstance(children[0], Token):
+            scale = children[1] if len(children) > 1 else 1
+            return (str(children[0]).lower(), scale)
+        return (None, children[0])
+
+    # --- set-up -----------------------------------------------------------------------------------------------
+
+    def profile(self, meta: Meta, c: list[Any]) -> ast.ProfileSetting:
+        return ast.ProfileSetting(c[0], loc=self._loc(meta))
+
+    def policies(self, meta: Meta, c: list[Any]) -> ast.PoliciesSetting:
+        return ast.PoliciesSetting(c[0], loc=self._loc(meta))
+
+    def nrips(self, meta: Meta, c: list[Any]) -> ast.NripsSetting:
+        return ast.NripsSetting(str(c[0]) == "1", loc=self._loc(meta))
+
+    def paging(self, meta: Meta, c: list[Any]) -> ast.PagingSetting:
+        return ast.PagingSetting(c[0], loc=self._loc(meta))
+
+    def protection(self, meta: Meta, c: list[Any]) -> ast.ProtectionSetting:
+        return ast.ProtectionSetting(c[0], loc=self._loc(meta))
+
+    def variant(self, meta: Meta, c: list[Any]) -> ast.VariantSetting:
+        return ast.VariantSetting(c[0], loc=self._loc(meta))
+
+    def reading(self, meta: Meta, c: list[Any]) -> ast.ReadingSetting:
+        return ast.ReadingSetting(c[0], loc=self._loc(meta))
+
+    def mode(self, meta: Meta, c: list[Any]) -> ast.ModeSetting:
+        return ast.ModeSetting(c[0], loc=self._loc(meta))
+
+    def cs_base(self, meta: Meta, c: list[Any]) -> ast.CsBaseSetting:
+        return ast.CsBaseSetting(c[0], loc=self._loc(meta))
+
+    def rip(self, meta: Meta, c: list[Any]) -> ast.RipSetting:
+        return ast.RipSetting(c[0], loc=self._loc(meta))
+
+    def rflags_value(self, meta: Meta, c: list[Any]) -> ast.RflagsSetting:
+        return ast.RflagsSetting(c[0], (), loc=self._loc(meta))
+
+    def rflags_flags(self, meta: Meta, c: list[Any]) -> ast.RflagsSetting:
+        return ast.RflagsSetting(None, c[0], loc=self._loc(meta))
+
+    def interrupt_shadow(self, meta: Meta, c: list[Any]) -> ast.InterruptShadowSetting:
+        return ast.InterruptShadowSetting(c[0], loc=self._loc(meta))
+
+    def cpl(self, meta: Meta, c: list[Any]) -> ast.CplSetting:
+        return ast.CplSetting(c[0], loc=self._loc(meta))
+
+    def gif(self, meta: Meta, c: list[Any]) -> ast.GifSetting:
+        return ast.GifSetting(c[0], loc=self._loc(meta))
+
+    def breakpoint(self, meta: Meta, c: list[Any]) -> ast.BreakpointSetting:
+        return ast.BreakpointSetting(c[0], c[1], loc=self._loc(meta))
+
+    def presence(self, meta: Meta, c: list[Token]) -> bool:
+        return len(c) == 1
+
+    def tables(self, meta: Meta, c: list[Token]) -> ast.PageTables:
+        return ast.PageTables(str(c[0]))
+
+    def page_setting(self, meta: Meta, c: list[Any]) -> ast.PageSetting:
+        return ast.PageSetting(c[0], c[1], c[2], loc=self._loc(meta))
+
+    def gate_attr(self, meta: Meta, c: list[Any]) -> tuple[str, Any]:
+        word = str(c[0])
+        if word == "not":
+            return ("present", False)
+        if word == "present":
+            return ("present", True)
+        return (word, c[1])
+
+    def idt_gate(self, meta: Meta, c: list[Any]) -> ast.IdtGateSetting:
+        vector, *attrs_ = c
+        values = dict(attrs_)
+        return ast.IdtGateSetting(
+            vector, values.get("present", True), values.get("dpl"), values.get("type"), loc=self._loc(meta)
+        )
+
+    def vmcb_field(self, meta: Meta, c: list[Any]) -> ast.VmcbFieldSetting:
+        return ast.VmcbFieldSetting(ast.Vmcb(str(c[0])), c[1], c[2], loc=self._loc(meta))
+
+    def l1(self, meta: Meta, c: list[Token]) -> str:
+        return "l1"
+
+    def l1_with(self, meta: Meta, c: list[Any]) -> ast.L1FeatureSetting:
+        return ast.L1FeatureSetting(c[1], True, loc=self._loc(meta))
+
+    def l1_without(self, meta: Meta, c: list[Any]) -> ast.L1FeatureSetting:
+        return ast.L1FeatureSetting(c[1], False, loc=self._loc(meta))
+
+    def l1_intercepts(self, meta: Meta, c: list[Any]) -> ast.L1InterceptSetting:
+        return ast.L1InterceptSetting(c[1], loc=self._loc(meta))
+
+    def code_setting(self, meta: Meta, c: list[Any]) -> ast.CodeSetting:
+        return ast.CodeSetting(c[0], c[1], loc=self._loc(meta))
+
+    # --- steps ------------------------------------------------------------------------------------------------
+
+    def execute(self, meta: Meta, c: list[Any]) -> ast.ExecuteStep:
+        return ast.ExecuteStep(c[0] if c else None, loc=self._loc(meta))
+
+    def injection_source(self, meta: Meta, c: list[Token]) -> InjectionSource:
+        return _SOURCES[str(c[0]).lower()]
+
+    def inject(self, meta: Meta, c: list[Any]) -> ast.InjectStep:
+        fields = c[2] if len(c) > 2 else ()
+        return ast.InjectStep(c[0], c[1], fields, loc=self._loc(meta))
+
+    def error_code(self, meta: Meta, c: list[Any]) -> tuple[str, int]:
+        return ("error_code", c[0])
+
+    def level(self, meta: Meta, c: list[Token]) -> Level:
+        return _LEVELS[str(c[0]).lower()]
+
+    def handler(self, meta: Meta, c: list[Any]) -> Level:
+        if str(c[0]) == "handled":
+            return Level.GUEST
+        levels = [x for x in c if isinstance(x, Level)]
+        return levels[0] if levels else Level.L0
+
+    def vectoring(self, meta: Meta, c: list[Any]) -> ast.VectoringStep:
+        fault, *rest = c
+        error_code = next((x[1] for x in rest if isinstance(x, tuple)), None)
+        handler = next((x for x in rest if isinstance(x, Level)), Level.L0)
+        return ast.VectoringStep(fault, error_code, handler, loc=self._loc(meta))
+
+    def exit(self, meta: Meta, c: list[Any]) -> ast.ExitStep:
+        return ast.ExitStep(c[0], c[1] if len(c) > 1 else Level.L0, loc=self._loc(meta))
+
+    def code_modified(self, meta: Meta, c: list[Any]) -> ast.CodeModifiedStep:
+        return ast.CodeModifiedStep(c[0], c[1], loc=self._loc(meta))
+
+    def mapping(self, meta: Meta, c: list[Token]) -> bool:
+        return str(c[0]) == "mapped"
+
+    def page_step(self, meta: Meta, c: list[Any]) -> ast.PageStep:
+        return ast.PageStep(c[0], c[1], c[2], loc=self._loc(meta))
+
+    def cancel_entry(self, meta: Meta, c: list[Any]) -> ast.CancelEntryStep:
+        return ast.CancelEntryStep(loc=self._loc(meta))
+
+    def nested_run_pending(self, meta: Meta, c: list[Any]) -> bool:
+        return True
+
+    def save_restore(self, meta: Meta, c: list[Any]) -> ast.SaveRestoreStep:
+        return ast.SaveRestoreStep(bool(c), loc=self._loc(meta))
+
+    def reenter(self, meta: Meta, c: list[Any]) -> ast.ReenterStep:
+        return ast.ReenterStep(loc=self._loc(meta))
+
+    def run(self, meta: Meta, c: list[Any]) -> ast.RunStep:
+        return ast.RunStep(loc=self._loc(meta))
+
+    # --- expectations -----------------------------------------------------------------------------------------
+
+    def outcome(self, meta: Meta, c: list[Token]) -> ast.Outcome:
+        return ast.Outcome(" ".join(str(t) for t in c))
+
+    def expect_outcome(self, meta: Meta, c: list[Any]) -> ast.OutcomeExpectation:
+        checks = c[1] if len(c) > 1 else ()
+        return ast.OutcomeExpectation(c[0], checks, loc=self._loc(meta))
+
+    def return_rip(self, meta: Meta, c: list[Any]) -> int:
+        return int(c[0])
+
+    def expect_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation | ast.OutcomeExpectation:
+        if not c:
+            return ast.OutcomeExpectation(ast.Outcome.DELIVERED, (), loc=self._loc(meta))
+        return ast.DeliveredExpectation(c[0], c[1] if len(c) > 1 else None, False, loc=self._loc(meta))
+
+    def expect_not_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation:
+        return ast.DeliveredExpectation(c[0], None, True, loc=self._loc(meta))
+
+    def expect_no_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
+        return ast.SpuriousDbExpectation(False, loc=self._loc(meta))
+
+    def expect_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
+        return ast.SpuriousDbExpectation(True, loc=self._loc(meta))
+
+    def expect_field(self, meta: Meta, c: list[Any]) -> ast.FieldExpectation:
+        observable, op, value = c
+        return ast.FieldExpectation(observable, ast.Comparison(str(op)), value, loc=self._loc(meta))
+
+    def under(self, meta: Meta, c: list[Any]) -> ast.Under:
+        policies, *expectations = c
+        return ast.Under(policies, tuple(expectations), loc=self._loc(meta))
+
+
+def strip_comment(line: str) -> str:
+    """A template line without its trailing `// comment` (outside strings) and trailing blanks."""
+    in_string = False
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and in_string:
+            i += 2
+            continue
+        if ch == '"':
+            in_string = not in_string
+        elif not in_string and line.startswith("//", i):
+            return line[:i].rstrip()
+        i += 1
+    return line.rstrip()
+
+
+def split_row(row: str) -> tuple[str, ...]:
+    """`| a | b |` → ("a", "b"); a trailing `// comment` is dropped; the closing bar is optional."""
+    body = strip_comment(row).strip()
+    cells = body[1:].split("|")
+    if cells and cells[-1].strip() == "":
+        cells = cells[:-1]
+    return tuple(cell.strip() for cell in cells)
