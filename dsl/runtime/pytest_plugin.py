@@ -1,1 +1,135 @@
-"""pytest plugin: collects `.svm` files directly (registered through the `pytest11` entry point)."""
+"""pytest plugin (entry point `svmdsl`): collects `.svm` files directly.
+
+One test item per scenario × policy (× outline row), named `<scenario slug>[<policy>]` or
+`<scenario slug>[<policy>-row<n>]`; scenario tags become registered markers (see
+`dsl.compiler.generate.marker_name`); a failure shows the `.svm` line with a caret, expected vs actual and the
+engine trace; a file that does not parse is a collection error showing the diagnostic, not a traceback.
+
+Which `.svm` files are collected: those below a folder listed in the `svm_paths` ini option (relative to the
+ini file; empty by default), and any `.svm` file named on the command line. So fixture files elsewhere (for
+example under `tests/`) are never mistaken for the scenario library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest._code.code import TerminalRepr, TracebackStyle
+
+from dsl.compiler.generate import marker_name, slug
+from dsl.runtime.discover import SCENARIO_SUFFIX
+from dsl.runtime.loader import load
+from dsl.runtime.runner import run_case
+from dsl.runtime.verdict import CaseResult, Verdict
+
+SVM_PATHS_INI = "svm_paths"
+#: The user property that names an item's case (`file|scenario|policy|row`), for reports and tools.
+CASE_PROPERTY = "svm_case"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        SVM_PATHS_INI,
+        type="paths",
+        default=[],
+        help="folders whose .svm scenario files are collected as tests (a .svm file named on the command line"
+        " is always collected)",
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix != SCENARIO_SUFFIX or not _wanted(file_path, parent.config):
+        return None
+    collector: SvmFile = SvmFile.from_parent(parent, path=file_path)
+    return collector
+
+
+def _wanted(file_path: Path, config: pytest.Config) -> bool:
+    resolved = file_path.resolve()
+    roots: list[Path] = config.getini(SVM_PATHS_INI)
+    if any(resolved.is_relative_to(root.resolve()) for root in roots):
+        return True
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return False
+    named = (Path(arg.split("::")[0]) for arg in config.args)
+    return any(path.suffix == SCENARIO_SUFFIX and path.resolve() == resolved for path in named)
+
+
+class SvmCollectionError(Exception):
+    """A scenario file that cannot be parsed, checked or lowered; the message is the rendered diagnostic."""
+
+
+class SvmCaseFailed(Exception):
+    """A case that did not hold; carries its result for `repr_failure`."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.explain())
+        self.result = result
+
+
+class SvmFile(pytest.File):
+    """A `.svm` file: one item per case."""
+
+    def collect(self) -> Iterator[SvmItem]:
+        loaded = load(self.path)
+        if loaded.error is not None or loaded.lowered is None:
+            raise SvmCollectionError(loaded.error.render() if loaded.error is not None else "cannot be loaded")
+        taken: set[str] = set()
+        for scenario in loaded.lowered.scenarios:
+            for case in scenario.cases:
+                detail = case.policy.value if case.row is None else f"{case.policy.value}-row{case.row}"
+                name = f"{slug(case.scenario)}[{detail}]"
+                if name in taken:  # two titles with the same slug: the line keeps them apart
+                    name = f"{slug(case.scenario)}_line{scenario.loc.line}[{detail}]"
+                taken.add(name)
+                item: SvmItem = SvmItem.from_parent(
+                    self,
+                    name=name,
+                    scenario=case.scenario,
+                    policy=case.policy.value,
+                    row=case.row,
+                    line=case.loc.line,
+                )
+                for tag in case.tags:
+                    marker = marker_name(tag)
+                    self.config.addinivalue_line("markers", f"{marker}: scenarios tagged {tag}")
+                    item.add_marker(marker)
+                item.extra_keyword_matches.add(case.scenario)
+                yield item
+
+    # pytest's own Collector narrows Node.repr_failure the same way (no `style`).
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
+        if isinstance(excinfo.value, SvmCollectionError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class SvmItem(pytest.Item):
+    """One case: runs through `run_case`, exactly like `svmdsl run` and the generated modules."""
+
+    def __init__(self, *, scenario: str, policy: str, row: int | None, line: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.policy = policy
+        self.row = row
+        self.line = line
+        self.user_properties.append((CASE_PROPERTY, f"{self.path.as_posix()}|{scenario}|{policy}|{row or ''}"))
+
+    def runtest(self) -> None:
+        result = run_case(self.path, self.scenario, self.policy, self.row)
+        if result.verdict is not Verdict.HELD:
+            raise SvmCaseFailed(result)
+
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: TracebackStyle | None = None
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, SvmCaseFailed):
+            return excinfo.value.result.explain().rstrip("\n")
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        detail = self.policy if self.row is None else f"{self.policy}, row {self.row}"
+        return self.path, self.line - 1, f"{self.scenario} [{detail}]"

@@ -1,0 +1,152 @@
+"""Lowering: a scenario file becomes engine `Program`s and expectation checks, one `Case` per scenario × policy
+(× outline row). See `dsl.compiler.lowered` for the data; `lower_setup` and `lower_expect` for the pieces.
+
+Problems are reported per scenario (one diagnostic each, every scenario looked at) as one `SvmCheckError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import attrs
+
+from dsl.compiler.lower_expect import lower_expectations
+from dsl.compiler.lower_names import Context, LowerError, exit_reason, raise_collected
+from dsl.compiler.lower_setup import Configured, code_bytes, configure, l1_vmrun_from_vmcb12, linear, lower_step
+from dsl.compiler.lowered import Case, Check, Comparison, LoweredFile, LoweredScenario, Probe
+from dsl.engine import program as engine
+from dsl.engine.vocab import InjectionSource, Level
+from dsl.errors import Loc
+from dsl.syntax import ast
+from dsl.syntax.expand import background_settings
+from dsl.syntax.parse import parse_text
+
+__all__ = ["Case", "Check", "Comparison", "LoweredFile", "LoweredScenario", "Probe", "lower_file", "lower_svm"]
+
+
+def lower_file(text: str, file: str) -> LoweredFile:
+    """Parse, check and lower `.svm` text (`file` names it in diagnostics and resolves includes)."""
+    svm = parse_text(text, file)
+    _check(svm)
+    return lower_svm(svm, text)
+
+
+def _check(svm: ast.SvmFile) -> None:
+    """The language's checker, when present (names, ranges, contradictions); lowering re-validates what it uses."""
+    try:
+        check = importlib.import_module("dsl.compiler.check")
+    except ModuleNotFoundError:  # the checker is built in parallel; lowering alone rejects what it cannot lower
+        return
+    checker = getattr(check, "check_file", None) or getattr(check, "check", None)
+    if callable(checker):
+        checker(svm)
+
+
+def lower_svm(svm: ast.SvmFile, text: str) -> LoweredFile:
+    """Lower a parsed file whose source text is `text`."""
+    ctx = Context(svm.path, text)
+    background = background_settings(svm)
+    scenarios: list[LoweredScenario] = []
+    seen: dict[str, Loc] = {}
+    for item in svm.scenarios:
+        try:
+            if item.title in seen:
+                first = seen[item.title]
+                raise ctx.error(item.loc, f"duplicate scenario title {item.title!r} (first at line {first.line})")
+            seen[item.title] = item.loc
+            scenarios.append(_lower_item(ctx, item, background))
+        except LowerError as problem:
+            ctx.diagnostics.append(problem.diagnostic)
+    raise_collected(ctx)
+    return LoweredFile(svm.path, tuple(scenarios))
+
+
+def _lower_item(
+    ctx: Context, item: ast.Scenario | ast.ScenarioOutline, background: tuple[ast.Setting, ...]
+) -> LoweredScenario:
+    if isinstance(item, ast.Scenario):
+        cases = _cases(ctx, item, background, title=item.title, row=None, loc=item.loc)
+        return LoweredScenario(item.title, item.loc, item.tags, cases)
+    rows = {row.loc.line: number for number, row in enumerate(item.examples.rows, start=1)}
+    outline_cases: list[Case] = []
+    for scenario in item.scenarios:
+        example = scenario.example
+        assert example is not None  # every scenario of an outline comes from a row
+        outline_cases.extend(
+            _cases(ctx, scenario, background, title=item.title, row=rows[example.loc.line], loc=example.loc)
+        )
+    return LoweredScenario(item.title, item.loc, item.tags, outline_cases)
+
+
+def _cases(
+    ctx: Context,
+    scenario: ast.Scenario,
+    background: tuple[ast.Setting, ...],
+    *,
+    title: str,
+    row: int | None,
+    loc: Loc,
+) -> tuple[Case, ...]:
+    configured = configure(ctx, background + scenario.settings)
+    if not configured.policies:
+        raise ctx.error(
+            scenario.loc,
+            f"scenario {title!r} names no policy to run under",
+            expected="a `policies …` line in the scenario or in a background",
+        )
+    configured = _with_executed_code(ctx, scenario, configured)
+    configured = _with_l1_exit_intercepts(ctx, scenario, configured)
+    steps: list[engine.Step] = [lower_step(ctx, step, configured) for step in scenario.steps]
+    injects_from_l1 = any(
+        isinstance(step, ast.InjectStep) and step.source is InjectionSource.L1 for step in scenario.steps
+    )
+    if configured.vmcb12 and not injects_from_l1:
+        steps.insert(0, l1_vmrun_from_vmcb12(configured))
+    cases = []
+    for policy in configured.policies:
+        parts: dict[str, Any] = {"steps": tuple(steps)}  # a keyword dict: see lower_setup.configure
+        program = engine.Program(
+            setup=configured.setup, profile=configured.profile, policy=policy, options=configured.options, **parts
+        )
+        checks = lower_expectations(ctx, scenario.expectations, policy, configured.policies)
+        cases.append(Case(title, loc, policy, row, program, checks, tags=scenario.tags))
+    return tuple(cases)
+
+
+def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
+    """`guest executes int3` as the first execute step places the instruction at RIP, or checks it is there."""
+    first = next((s for s in scenario.steps if isinstance(s, ast.ExecuteStep)), None)
+    if first is None or first.instruction is None:
+        return configured
+    setup = configured.setup
+    address = linear(setup, setup.rip)
+    wanted = code_bytes(ctx, first.instruction, address, setup.mode)
+    for placed in setup.code:
+        if placed.address == address:
+            if placed.data[: len(wanted)] != wanted:
+                raise ctx.error(
+                    first.instruction.loc,
+                    f"the code at {address:#x} is {placed.data.hex(' ')}, not this instruction ({wanted.hex(' ')})",
+                    expected="the instruction that `code at` placed at RIP",
+                )
+            return configured
+    changed: dict[str, Any] = {"code": (*setup.code, engine.CodeBytes(address, wanted))}
+    return attrs.evolve(configured, setup=attrs.evolve(setup, **changed))
+
+
+def _with_l1_exit_intercepts(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
+    """`exit for hlt intercepted by L1` implies that L1 intercepts hlt."""
+    reasons = tuple(
+        exit_reason(ctx, step.reason)
+        for step in scenario.steps
+        if isinstance(step, ast.ExitStep) and step.handler is Level.L1
+    )
+    if not reasons:
+        return configured
+    nesting = configured.setup.nesting or engine.Nesting()
+    changed: dict[str, Any] = {
+        "intercepted_exits": nesting.intercepted_exits + tuple(r for r in reasons if r not in nesting.intercepted_exits)
+    }
+    setup = attrs.evolve(configured.setup, nesting=attrs.evolve(nesting, **changed))
+    return attrs.evolve(configured, setup=setup)

@@ -1,0 +1,125 @@
+"""Lowering of expectations: `expect …` lines → `Check`s on the engine's result, each with its `Loc` and text."""
+
+from __future__ import annotations
+
+import re
+
+from dsl.compiler.lower_names import EXIT_REASONS, Context, did_you_mean, member, vector
+from dsl.compiler.lower_setup import event_of, policy_of
+from dsl.compiler.lowered import Check, Comparison, Probe
+from dsl.engine.result import Observed
+from dsl.engine.vocab import EventType, Evidence, Observable, Outcome, PolicyName, Vector
+from dsl.errors import Loc, line_of
+from dsl.syntax import ast
+
+#: Observables whose value is a vector: a name (`#BP`) on the right-hand side means that vector.
+VECTOR_OBSERVABLES: tuple[Observable, ...] = (Observable.DELIVERED, Observable.PENDING_EXCEPTION)
+#: Observables whose value is an exit code: a reason word (`npf`, `hlt`) means that code.
+EXIT_CODE_OBSERVABLES: tuple[Observable, ...] = (Observable.EXIT_CODE, Observable.VMCB12_EXIT_CODE)
+#: How a delivered event's type is named on the right-hand side (`expect delivered_type == soft`).
+EVENT_TYPE_WORDS: dict[str, EventType] = {
+    "intr": EventType.INTR,
+    "nmi": EventType.NMI,
+    "exception": EventType.EXCEPTION,
+    "soft": EventType.SOFT,
+}
+_NONE_WORD = "none"
+_COMPARISONS = {ast.Comparison.EQ: Comparison.EQ, ast.Comparison.NE: Comparison.NE}
+_STATEMENT_END = re.compile(r"\s*(;|//|$)")
+
+
+def expectation_text(ctx: Context, loc: Loc) -> str:
+    """The expectation as written: its source from `loc` to the end of the statement (`;`, comment, line end)."""
+    line = line_of(ctx.text, loc.line) or ""
+    rest = line[loc.column - 1 :]
+    in_quotes = False
+    for index, char in enumerate(rest):
+        if char == '"':
+            in_quotes = not in_quotes
+        elif not in_quotes and (char == ";" or rest.startswith("//", index)):
+            return rest[:index].strip()
+    return rest.strip()
+
+
+def lower_expectations(
+    ctx: Context, items: tuple[ast.Expectation | ast.Under, ...], policy: PolicyName, runs: tuple[PolicyName, ...]
+) -> tuple[Check, ...]:
+    """The checks that apply under `policy`: every plain expectation, and those of `under` blocks naming it."""
+    checks: list[Check] = []
+    for item in items:
+        if isinstance(item, ast.Under):
+            named = tuple(_under_policy(ctx, name, runs) for name in item.policies)
+            if policy in named:
+                for expectation in item.expectations:
+                    checks.extend(lower_expectation(ctx, expectation))
+        else:
+            checks.extend(lower_expectation(ctx, item))
+    return tuple(checks)
+
+
+def _under_policy(ctx: Context, name: ast.Name, runs: tuple[PolicyName, ...]) -> PolicyName:
+    found = policy_of(ctx, name)
+    if found not in runs:
+        ran = ", ".join(p.value for p in runs) or "none"
+        raise ctx.error(
+            name.loc,
+            f"expectation under {name.text}, which this scenario does not run",
+            expected=f"one of the scenario's policies ({ran})",
+        )
+    return found
+
+
+def lower_expectation(ctx: Context, expectation: ast.Expectation) -> tuple[Check, ...]:
+    """One `expect …` as checks (a short form may stand for several)."""
+    text = expectation_text(ctx, expectation.loc)
+    loc = expectation.loc
+    match expectation:
+        case ast.OutcomeExpectation(outcome=outcome, checks=fields):
+            engine_outcome = Outcome(outcome.value.replace(" ", "_"))
+            checks = [Check(loc, text, Observable.OUTCOME, Comparison.EQ, engine_outcome)]
+            for field in fields:
+                observable = member(ctx, field.field, Observable, "observable")
+                checks.append(Check(field.loc, text, observable, Comparison.EQ, _typed(ctx, observable, field.value)))
+            return tuple(checks)
+        case ast.DeliveredExpectation(event=event, return_rip=return_rip, negated=negated):
+            number, kind = event_of(ctx, event)
+            delivered = Check(loc, text, Probe.DELIVERED, Comparison.EQ, not negated, vector=number, event_type=kind)
+            if return_rip is None:
+                return (delivered,)
+            returned = Check(loc, text, Probe.RETURN_RIP, Comparison.EQ, return_rip, vector=number, event_type=kind)
+            return (delivered, returned)
+        case ast.SpuriousDbExpectation(present=present):
+            return (Check(loc, text, Observable.SPURIOUS_DB, Comparison.EQ, present),)
+        case ast.FieldExpectation(observable=name, comparison=comparison, value=value):
+            observable = member(ctx, name, Observable, "observable")
+            return (Check(loc, text, observable, _COMPARISONS[comparison], _typed(ctx, observable, value)),)
+    raise AssertionError(f"unhandled expectation {type(expectation).__name__}")  # pragma: no cover
+
+
+def _typed(ctx: Context, observable: Observable, value: ast.ExpectedValue) -> Observed:
+    """The right-hand side of a check as the engine reports that observable (a vector, an outcome, a number…)."""
+    if not isinstance(value, ast.Name):
+        return value
+    word = value.text
+    if word == _NONE_WORD:
+        return None
+    if observable is Observable.OUTCOME:
+        return member(ctx, value, Outcome, "outcome")
+    if observable is Observable.EVIDENCE:
+        return member(ctx, value, Evidence, "evidence tag")
+    if observable is Observable.DELIVERED_TYPE:
+        if word not in EVENT_TYPE_WORDS:
+            raise ctx.error(value.loc, f"unknown event type {word!r}", expected=", ".join(EVENT_TYPE_WORDS))
+        return EVENT_TYPE_WORDS[word]
+    if observable in VECTOR_OBSERVABLES:
+        number = vector(ctx, value, value.loc)
+        return Vector(number) if number in Vector._value2member_map_ else number
+    if observable in EXIT_CODE_OBSERVABLES and word.lower() in EXIT_REASONS:
+        return int(EXIT_REASONS[word.lower()])
+    choices = [_NONE_WORD]
+    raise ctx.error(
+        value.loc,
+        f"{word!r} is not a value of {observable.value}",
+        expected="a number, true or false, or none",
+        hint=did_you_mean(word, choices),
+    )

@@ -1,0 +1,111 @@
+"""Words of the closed vocabulary → engine values, for lowering. A word the vocabulary does not know is an
+`SvmCheckError` at its location, with what was expected and a "did you mean" when a near word exists.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from typing import TypeVar
+
+import attrs
+
+from dsl.engine.vocab import VECTOR_COUNT, ExitCode, Vector
+from dsl.errors import Diagnostic, Loc, SvmCheckError, make_diagnostic
+from dsl.syntax import ast
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+#: Exit reasons a scenario may name (`exit for hlt`, `l1 intercepts hlt`), in the words of the APM / KVM.
+EXIT_REASONS: dict[str, ExitCode] = {
+    "intr": ExitCode.INTR,
+    "irq": ExitCode.INTR,
+    "nmi": ExitCode.NMI,
+    "cpuid": ExitCode.CPUID,
+    "hlt": ExitCode.HLT,
+    "out": ExitCode.IOIO,
+    "in": ExitCode.IOIO,
+    "ioio": ExitCode.IOIO,
+    "msr": ExitCode.MSR,
+    "rdmsr": ExitCode.MSR,
+    "wrmsr": ExitCode.MSR,
+    "vmmcall": ExitCode.VMMCALL,
+    "swint": ExitCode.SWINT,
+    "icebp": ExitCode.ICEBP,
+    "npf": ExitCode.NPF,
+    "#NPF": ExitCode.NPF,
+}
+
+
+@attrs.define(eq=False)
+class Context:
+    """The file being lowered: its text (for the source line of diagnostics) and the problems found so far."""
+
+    file: str
+    text: str
+    diagnostics: list[Diagnostic] = attrs.Factory(list)
+
+    def error(self, loc: Loc, message: str, *, expected: str | None = None, hint: str | None = None) -> LowerError:
+        return LowerError(make_diagnostic(self.text, loc, message, expected=expected, hint=hint))
+
+
+class LowerError(Exception):
+    """One problem, raised out of a scenario's lowering and collected (one diagnostic per scenario)."""
+
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def did_you_mean(word: str, choices: list[str]) -> str | None:
+    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"did you mean {near[0]}?" if near else None
+
+
+def member(ctx: Context, name: ast.Name, kind: type[_E], what: str) -> _E:
+    """The enum member whose value is the word as written."""
+    for candidate in kind:
+        if candidate.value == name.text:
+            return candidate
+    choices = [str(c.value) for c in kind]
+    raise ctx.error(
+        name.loc, f"unknown {what} {name.text!r}", expected=", ".join(choices), hint=did_you_mean(name.text, choices)
+    )
+
+
+def vector(ctx: Context, ref: ast.VectorRef, loc: Loc) -> int:
+    """A vector written as a name (`#BP`, `NMI`) or a number (0-255)."""
+    if isinstance(ref, int):
+        if not 0 <= ref < VECTOR_COUNT:
+            raise ctx.error(loc, f"vector {ref:#x} is out of range", expected="a vector from 0x0 to 0xff")
+        return ref
+    for candidate in Vector:
+        if candidate.mnemonic == ref.text or candidate.mnemonic.lower() == ref.text.lower():
+            return int(candidate)
+    choices = [v.mnemonic for v in Vector]
+    raise ctx.error(
+        ref.loc,
+        f"unknown vector {ref.text!r}",
+        expected="#BP, #OF, #PF… or a number",
+        hint=did_you_mean(ref.text, choices),
+    )
+
+
+def exit_reason(ctx: Context, name: ast.Name) -> ExitCode:
+    """An exit reason word (`hlt`, `cpuid`, `npf`…)."""
+    found = EXIT_REASONS.get(name.text) or EXIT_REASONS.get(name.text.lower())
+    if found is None:
+        choices = list(EXIT_REASONS)
+        raise ctx.error(
+            name.loc,
+            f"unknown exit reason {name.text!r}",
+            expected=", ".join(choices),
+            hint=did_you_mean(name.text, choices),
+        )
+    return found
+
+
+def raise_collected(ctx: Context) -> None:
+    """Raise every problem collected for the file at once, or nothing."""
+    if ctx.diagnostics:
+        raise SvmCheckError(tuple(ctx.diagnostics))

@@ -1,0 +1,105 @@
+"""Parse, check and lower each scenario file once per process (cached by path and content hash).
+
+Every runner (CLI, pytest plugin, generated modules, docs) goes through `load`, so a file with a thousand cases is
+parsed once, and an edited file is parsed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import attrs
+
+from dsl.compiler.lower import LoweredFile, lower_file
+from dsl.errors import Loc, SvmError
+
+
+@attrs.frozen
+class LoadedFile:
+    """A scenario file's text and either its lowered cases or the error that stopped them."""
+
+    path: Path
+    display: str  # the path as reports show it: relative to the working directory when below it, posix
+    text: str
+    digest: str
+    lowered: LoweredFile | None
+    error: SvmError | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@attrs.frozen
+class _Stamp:
+    mtime_ns: int
+    size: int
+
+
+_CACHE: dict[Path, tuple[_Stamp, LoadedFile]] = {}
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it (as pytest shows node ids), else absolute."""
+    absolute = path.resolve()
+    try:
+        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def load(path: Path | str) -> LoadedFile:
+    """The lowered file at `path` (cached while its size and mtime, or else its content, are unchanged).
+
+    Never raises for bad input: a file that cannot be read, parsed, checked or lowered comes back with `error`.
+    Files it includes are read again only when the including file changes (one process sees one library).
+    """
+    path = Path(path)
+    key = path.resolve()
+    try:
+        stat = key.stat()
+    except OSError as problem:
+        return _unreadable(path, problem)
+    stamp = _Stamp(stat.st_mtime_ns, stat.st_size)
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        data = key.read_bytes()
+    except OSError as problem:
+        return _unreadable(path, problem)
+    digest = hashlib.sha256(data).hexdigest()
+    if cached is not None and cached[1].digest == digest:
+        _CACHE[key] = (stamp, cached[1])
+        return cached[1]
+    loaded = _compile(path, data, digest)
+    _CACHE[key] = (stamp, loaded)
+    return loaded
+
+
+def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
+    display = display_path(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        line = data[: problem.start].count(b"\n") + 1
+        error = SvmError.single(None, Loc(display, line, 1), "the file is not valid UTF-8", expected="UTF-8 text")
+        return LoadedFile(path, display, "", digest, None, error)
+    try:
+        lowered = lower_file(text, display)
+    except SvmError as error:
+        return LoadedFile(path, display, text, digest, None, error)
+    return LoadedFile(path, display, text, digest, lowered, None)
+
+
+def _unreadable(path: Path, problem: OSError) -> LoadedFile:
+    display = display_path(path)
+    reason = problem.strerror or type(problem).__name__
+    error = SvmError.single(None, Loc(display, 1, 1), f"cannot read the file: {reason}", expected="a readable file")
+    return LoadedFile(path, display, "", "", None, error)
+
+
+def clear_cache() -> None:
+    """Forget every loaded file (tests that rewrite files within one mtime tick use it)."""
+    _CACHE.clear()

@@ -1,0 +1,107 @@
+"""What running one case produces: a verdict, and for a failure everything needed to understand it.
+
+Plain, picklable values (they cross process boundaries under pytest-xdist and become JSON reports). The engine's
+full `Result` rides along for the documentation and the explorer but is left out of equality.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+import attrs
+
+from dsl.engine.result import Result
+
+
+def _strings(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(items)
+
+
+def _mismatches(items: Iterable[Mismatch]) -> tuple[Mismatch, ...]:
+    return tuple(items)
+
+
+class Verdict(enum.Enum):
+    """held: every expectation held; failed: at least one did not; error: the case could not be run."""
+
+    HELD = "held"
+    FAILED = "failed"
+    ERROR = "error"
+
+
+@attrs.frozen
+class CaseKey:
+    """Names one case: a scenario of a file under one policy (and one outline row, counted from 1)."""
+
+    file: str
+    scenario: str
+    policy: str
+    row: int | None = None
+
+    @property
+    def label(self) -> str:
+        """`scenario [policy]` or `scenario [policy, row 2]`: how reports name the case."""
+        where = self.policy if self.row is None else f"{self.policy}, row {self.row}"
+        return f"{self.scenario} [{where}]"
+
+
+@attrs.frozen
+class Mismatch:
+    """One expectation that did not hold, with the `.svm` excerpt (line and caret) it was written at."""
+
+    file: str
+    line: int
+    column: int
+    expectation: str
+    expected: str
+    actual: str
+    excerpt: str
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@attrs.frozen
+class CaseResult:
+    """The verdict of one case, what was observed, and the trace that led there."""
+
+    key: CaseKey
+    line: int
+    verdict: Verdict
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    checks: int = 0
+    mismatches: tuple[Mismatch, ...] = attrs.field(default=(), converter=_mismatches)
+    error: str | None = None
+    outcome: str | None = None
+    confirmed: bool | None = None
+    trace: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    result: Result | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def held(self) -> bool:
+        return self.verdict is Verdict.HELD
+
+    def explain(self) -> str:
+        """The failure (or error) as text: what the CLI and both pytest paths print. Empty for a held case."""
+        if self.verdict is Verdict.HELD:
+            return ""
+        if self.verdict is Verdict.ERROR:
+            return f"{self.key.file}:{self.line}: {self.key.label}: error\n{self.error or ''}".rstrip() + "\n"
+        parts = [f"{self.key.file}:{self.line}: {self.key.label}: {len(self.mismatches)} expectation(s) failed"]
+        for mismatch in self.mismatches:
+            parts.append("")
+            parts.append(f"{mismatch.location}: expectation failed: {mismatch.expectation}")
+            parts.append(mismatch.excerpt.rstrip("\n"))
+            parts.append(f"  expected: {mismatch.expected}")
+            parts.append(f"  actual:   {mismatch.actual}")
+        if self.outcome is not None:
+            parts.append("")
+            confirmed = "" if self.confirmed in (True, None) else " (predicted, unconfirmed)"
+            parts.append(f"outcome: {self.outcome}{confirmed}")
+        if self.trace:
+            parts.append("")
+            parts.append("trace:")
+            parts.extend(f"  {line}" for line in self.trace)
+        return "\n".join(parts) + "\n"
