@@ -1,9 +1,11 @@
 """The AST of a `.svm` file: immutable values, each carrying its source location (kept out of equality).
 
 Names the user writes (policies, profiles, modes, vectors, mnemonics, observables, exit reasons…) are kept as
-`Name` nodes holding the text exactly as the closed vocabulary spells it; the checker (`dsl.compiler.check`)
-validates them against `dsl.engine.vocab` and suggests near names. Words fixed by the grammar itself (who handles
-a fault, where an event is injected from, the outcome of a short expectation) are enums here.
+`Name` nodes holding the text exactly as written; the checker (`dsl.compiler.check`) validates them against the
+closed vocabulary (`dsl.syntax.vocabulary`, built on `dsl.engine.vocab`) and suggests near names. Words fixed by
+the grammar itself (who handles a fault, where an event is injected from, the outcome of a short expectation)
+are enums: those of `dsl.engine.vocab` (`Outcome`, `PageTable`, `Level`, `InjectionSource`, re-exported here)
+or small ones defined here.
 
 Scenario outlines are expanded textually (one `Scenario` per examples row), so no node ever holds a placeholder.
 """
@@ -15,8 +17,11 @@ from typing import TypeAlias
 
 import attrs
 
-from dsl.engine.vocab import InjectionSource, Level
-from dsl.errors import Loc
+from dsl.engine.vocab import InjectionSource as InjectionSource
+from dsl.engine.vocab import Level as Level
+from dsl.engine.vocab import Outcome as Outcome
+from dsl.engine.vocab import PageTable as PageTable
+from dsl.errors import Loc as Loc
 
 
 @attrs.frozen
@@ -28,13 +33,6 @@ class Name:
 
 
 # --- enums for words the grammar fixes -------------------------------------------------------------------------
-
-
-class PageTables(enum.Enum):
-    """Whose page tables a page is (not) present in: the guest's own, or L0's (shadow tables or NPT)."""
-
-    GUEST = "guest"
-    HOST = "host"
 
 
 class Vmcb(enum.Enum):
@@ -55,25 +53,12 @@ class EventKind(enum.Enum):
     RAW = "event"  # `event 0x80000315` — a raw EVENTINJ value, valid or not
 
 
-class Outcome(enum.Enum):
-    """The outcome classes of the short expectations (`expect retry`…); values are the words in scenarios."""
-
-    REINJECT = "reinject"
-    RETRY = "retry"
-    DROPPED = "dropped"
-    LOST = "lost"
-    DELIVERED = "delivered"
-    DUPLICATED = "duplicated"
-    VMEXIT_INVALID = "vmexit invalid"
-    HOST_BUG = "host bug"
-    UNSPECIFIED = "unspecified"
-
-
 class Comparison(enum.Enum):
     """The operator of a raw field check."""
 
     EQ = "=="
     NE = "!="
+    CONTAINS = "contains"  # for tuple observables such as `tracepoints`
 
 
 # --- code -------------------------------------------------------------------------------------------------------
@@ -154,6 +139,12 @@ class FieldValue:
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 
+def field_value(fields: tuple[FieldValue, ...], name: str) -> int | None:
+    """The value of `name=` among `fields` (the last one if repeated; the checker reports repeats), or None."""
+    found = [f.value for f in fields if f.field.text == name]
+    return found[-1] if found else None
+
+
 # --- set-up -----------------------------------------------------------------------------------------------------
 
 
@@ -210,6 +201,14 @@ class ReadingSetting:
     """`int-n reading B`: which reading of K-6.19-6 (INT n with n ≥ 0x80) to apply, `A` or `B`."""
 
     reading: Name
+    loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
+
+
+@attrs.frozen
+class GuestDebugSetting:
+    """`guest debug sw-bp`: KVM_SET_GUEST_DEBUG with KVM_GUESTDBG_USE_SW_BP (L0 intercepts #BP, K-5.19-20)."""
+
+    mode: Name
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 
@@ -285,7 +284,7 @@ class PageSetting:
 
     address: int
     present: bool
-    tables: PageTables
+    tables: PageTable
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 
@@ -347,6 +346,7 @@ Setting: TypeAlias = (
     | ProtectionSetting
     | VariantSetting
     | ReadingSetting
+    | GuestDebugSetting
     | ModeSetting
     | CsBaseSetting
     | RipSetting
@@ -383,18 +383,33 @@ class InjectStep:
     fields: tuple[FieldValue, ...]
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
+    def field(self, name: str) -> int | None:
+        """The value given as `name=` in the `with` clause (rip, next_rip, cs_base, error_code), or None."""
+        return field_value(self.fields, name)
+
 
 @attrs.frozen
 class VectoringStep:
-    """`vectoring hits #PF intercepted by L0`: the next delivery is cut short by this fault.
+    """`vectoring hits #PF intercepted by L0`, `vectoring of #NP hits #PF with error_code=0x2`.
 
-    `handler` is L0 (the default of a bare `intercepted`), L1, or the guest (`handled by guest`).
+    The next delivery (of `during`, when given: e.g. the #NP raised on a non-present gate) is cut short by
+    `fault`. `handler` is L0 (the default of a bare `intercepted`), L1, or the guest (`handled by guest`).
+    `fields` are `error_code=` and `cr2=`.
     """
 
     fault: Name
-    error_code: int | None
+    during: VectorRef | None
+    fields: tuple[FieldValue, ...]
     handler: Level
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
+
+    @property
+    def error_code(self) -> int | None:
+        return field_value(self.fields, "error_code")
+
+    @property
+    def cr2(self) -> int | None:
+        return field_value(self.fields, "cr2")
 
 
 @attrs.frozen
@@ -421,7 +436,7 @@ class PageStep:
 
     address: int
     mapped: bool
-    tables: PageTables
+    tables: PageTable
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 
@@ -434,9 +449,14 @@ class CancelEntryStep:
 
 @attrs.frozen
 class SaveRestoreStep:
-    """`save and restore` [`with nested run pending`]: KVM_GET/SET_NESTED_STATE into a fresh vCPU."""
+    """`save and restore` [`with nested run pending`] [`, regs first`]: KVM_GET/SET_NESTED_STATE into a fresh vCPU.
+
+    `nested_run_pending` states what the author expects the state to be (the engine knows it from the steps);
+    `regs_first`: userspace calls KVM_SET_REGS before KVM_SET_NESTED_STATE.
+    """
 
     nested_run_pending: bool
+    regs_first: bool
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 
@@ -469,13 +489,15 @@ Step: TypeAlias = (
 
 # --- expectations -----------------------------------------------------------------------------------------------
 
-#: The right-hand side of a raw check: a number, `true`/`false`, or a word (`reinject`, `#BP`, `none`).
-ExpectedValue: TypeAlias = int | bool | Name
+#: The right-hand side of a raw check: a number, `true`/`false`, a word (`reinject`, `#BP`, `none`) or a "string".
+ExpectedValue: TypeAlias = int | bool | Name | str
 
 
 @attrs.frozen
 class OutcomeExpectation:
     """`expect reinject with next_rip=0x1001`, `expect retry`, `expect vmexit invalid`: the outcome class.
+
+    Two-word outcomes are written with a space (`vmexit invalid`, `host bug`, `emulation error`).
 
     Each `with` pair is an extra `==` check on an observable.
     """
@@ -487,10 +509,14 @@ class OutcomeExpectation:
 
 @attrs.frozen
 class DeliveredExpectation:
-    """`expect delivered #BP with return rip=0x1001`; `expect no #UD` (negated: never delivered)."""
+    """`expect delivered #BP with return rip=0x1001`; `expect no #UD` (negated: never delivered).
+
+    `error_code` checks the error code pushed with it (`expect delivered #NP with error_code=0x1a`).
+    """
 
     event: EventSpec
     return_rip: int | None
+    error_code: int | None
     negated: bool
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
@@ -505,9 +531,14 @@ class SpuriousDbExpectation:
 
 @attrs.frozen
 class FieldExpectation:
-    """`expect event_inj == 0x80000303`, `expect outcome != retry`: a raw check of one observable."""
+    """`expect event_inj == 0x80000303`, `expect exit_code[last] == 0x78`: a raw check of one observable.
+
+    `pick` chooses which VMRUN / exit / delivery the observable reads (`first`, `last`, `focus` or an index);
+    None reads the default one (see `dsl.engine.vocab.Observable`).
+    """
 
     observable: Name
+    pick: Name | int | None
     comparison: Comparison
     value: ExpectedValue
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
@@ -535,6 +566,7 @@ SETTING_TYPES: tuple[type, ...] = (
     ProtectionSetting,
     VariantSetting,
     ReadingSetting,
+    GuestDebugSetting,
     ModeSetting,
     CsBaseSetting,
     RipSetting,
@@ -675,6 +707,8 @@ class SvmFile:
     path: str
     items: tuple[TopLevel, ...]
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
+    #: The file's text, for diagnostics that quote a line (not part of equality).
+    text: str = attrs.field(default="", eq=False, repr=False, kw_only=True)
 
     @property
     def includes(self) -> tuple[Include, ...]:

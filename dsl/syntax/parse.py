@@ -80,7 +80,7 @@ class _Parser:
             ordered = sort_diagnostics(diagnostics)
             kind = SvmIncludeError if all(_is_include_problem(d) for d in ordered) else SvmSyntaxError
             raise kind(ordered)
-        return attrs.evolve(svm_file, items=tuple(items))
+        return attrs.evolve(svm_file, items=tuple(items), text=text)
 
     def _include(
         self, include: ast.Include, text: str, filename: str, diagnostics: list[Diagnostic]

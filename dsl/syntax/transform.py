@@ -200,6 +200,9 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     def reading(self, meta: Meta, c: list[Any]) -> ast.ReadingSetting:
         return ast.ReadingSetting(c[0], loc=self._loc(meta))
 
+    def guest_debug(self, meta: Meta, c: list[Any]) -> ast.GuestDebugSetting:
+        return ast.GuestDebugSetting(c[0], loc=self._loc(meta))
+
     def mode(self, meta: Meta, c: list[Any]) -> ast.ModeSetting:
         return ast.ModeSetting(c[0], loc=self._loc(meta))
 
@@ -230,8 +233,8 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     def presence(self, meta: Meta, c: list[Token]) -> bool:
         return len(c) == 1
 
-    def tables(self, meta: Meta, c: list[Token]) -> ast.PageTables:
-        return ast.PageTables(str(c[0]))
+    def tables(self, meta: Meta, c: list[Token]) -> ast.PageTable:
+        return ast.PageTable(str(c[0]))
 
     def page_setting(self, meta: Meta, c: list[Any]) -> ast.PageSetting:
         return ast.PageSetting(c[0], c[1], c[2], loc=self._loc(meta))
@@ -281,8 +284,8 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
         fields = c[2] if len(c) > 2 else ()
         return ast.InjectStep(c[0], c[1], fields, loc=self._loc(meta))
 
-    def error_code(self, meta: Meta, c: list[Any]) -> tuple[str, int]:
-        return ("error_code", c[0])
+    def during(self, meta: Meta, c: list[Any]) -> tuple[str, ast.VectorRef]:
+        return ("during", c[0])
 
     def level(self, meta: Meta, c: list[Token]) -> Level:
         return _LEVELS[str(c[0]).lower()]
@@ -294,10 +297,13 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
         return levels[0] if levels else Level.L0
 
     def vectoring(self, meta: Meta, c: list[Any]) -> ast.VectoringStep:
+        during: ast.VectorRef | None = None
+        if isinstance(c[0], tuple):
+            during = c.pop(0)[1]
         fault, *rest = c
-        error_code = next((x[1] for x in rest if isinstance(x, tuple)), None)
+        fields = next((x for x in rest if isinstance(x, tuple)), ())
         handler = next((x for x in rest if isinstance(x, Level)), Level.L0)
-        return ast.VectoringStep(fault, error_code, handler, loc=self._loc(meta))
+        return ast.VectoringStep(fault, during, fields, handler, loc=self._loc(meta))
 
     def exit(self, meta: Meta, c: list[Any]) -> ast.ExitStep:
         return ast.ExitStep(c[0], c[1] if len(c) > 1 else Level.L0, loc=self._loc(meta))
@@ -314,11 +320,11 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     def cancel_entry(self, meta: Meta, c: list[Any]) -> ast.CancelEntryStep:
         return ast.CancelEntryStep(loc=self._loc(meta))
 
-    def nested_run_pending(self, meta: Meta, c: list[Any]) -> bool:
-        return True
+    def save_option(self, meta: Meta, c: list[Token]) -> str:
+        return str(c[0])
 
-    def save_restore(self, meta: Meta, c: list[Any]) -> ast.SaveRestoreStep:
-        return ast.SaveRestoreStep(bool(c), loc=self._loc(meta))
+    def save_restore(self, meta: Meta, c: list[str]) -> ast.SaveRestoreStep:
+        return ast.SaveRestoreStep("nested" in c, "regs" in c, loc=self._loc(meta))
 
     def reenter(self, meta: Meta, c: list[Any]) -> ast.ReenterStep:
         return ast.ReenterStep(loc=self._loc(meta))
@@ -329,22 +335,31 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     # --- expectations -----------------------------------------------------------------------------------------
 
     def outcome(self, meta: Meta, c: list[Token]) -> ast.Outcome:
-        return ast.Outcome(" ".join(str(t) for t in c))
+        return ast.Outcome("_".join(str(t) for t in c))
 
     def expect_outcome(self, meta: Meta, c: list[Any]) -> ast.OutcomeExpectation:
         checks = c[1] if len(c) > 1 else ()
         return ast.OutcomeExpectation(c[0], checks, loc=self._loc(meta))
 
-    def return_rip(self, meta: Meta, c: list[Any]) -> int:
-        return int(c[0])
+    def return_rip(self, meta: Meta, c: list[Any]) -> tuple[str, int]:
+        return ("return_rip", c[0])
+
+    def delivered_error_code(self, meta: Meta, c: list[Any]) -> tuple[str, int]:
+        return ("error_code", c[0])
+
+    def delivered_with(self, meta: Meta, c: list[tuple[str, int]]) -> dict[str, int]:
+        return dict(c)
 
     def expect_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation | ast.OutcomeExpectation:
         if not c:
             return ast.OutcomeExpectation(ast.Outcome.DELIVERED, (), loc=self._loc(meta))
-        return ast.DeliveredExpectation(c[0], c[1] if len(c) > 1 else None, False, loc=self._loc(meta))
+        fields: dict[str, int] = c[1] if len(c) > 1 else {}
+        return ast.DeliveredExpectation(
+            c[0], fields.get("return_rip"), fields.get("error_code"), False, loc=self._loc(meta)
+        )
 
     def expect_not_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation:
-        return ast.DeliveredExpectation(c[0], None, True, loc=self._loc(meta))
+        return ast.DeliveredExpectation(c[0], None, None, True, loc=self._loc(meta))
 
     def expect_no_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
         return ast.SpuriousDbExpectation(False, loc=self._loc(meta))
@@ -352,9 +367,21 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     def expect_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
         return ast.SpuriousDbExpectation(True, loc=self._loc(meta))
 
+    def pick(self, meta: Meta, c: list[Any]) -> ast.Name | int:
+        if isinstance(c[0], Token):
+            return ast.Name(str(c[0]), loc=self._tok_loc(c[0]))
+        return int(c[0])
+
+    def comparison(self, meta: Meta, c: list[Token]) -> ast.Comparison:
+        return ast.Comparison(str(c[0])) if c else ast.Comparison.CONTAINS
+
+    def string(self, meta: Meta, c: list[Token]) -> str:
+        return unquote(str(c[0]))
+
     def expect_field(self, meta: Meta, c: list[Any]) -> ast.FieldExpectation:
-        observable, op, value = c
-        return ast.FieldExpectation(observable, ast.Comparison(str(op)), value, loc=self._loc(meta))
+        observable, *middle, comparison, value = c
+        pick = middle[0] if middle else None
+        return ast.FieldExpectation(observable, pick, comparison, value, loc=self._loc(meta))
 
     def under(self, meta: Meta, c: list[Any]) -> ast.Under:
         policies, *expectations = c

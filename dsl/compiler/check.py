@@ -1,0 +1,489 @@
+"""The checker: what the grammar cannot catch, each with a clear message and a "did you mean" where one exists.
+
+Unknown names (profile, policy, mode, vector, fault, exit reason, mnemonic, observable …), values out of range
+for the mode, contradictory set-up, expectations under a policy the scenario does not run, duplicate scenario
+titles, outline columns no placeholder uses. `check` returns every diagnostic; `check_or_raise` raises one
+`SvmCheckError` carrying all errors. Nothing else is ever raised.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Sequence
+
+from dsl.compiler.assemble import MNEMONICS, AssembleError, assemble
+from dsl.engine.vocab import CpuMode, PolicyName, policy_by_name
+from dsl.errors import Diagnostic, Loc, Severity, SvmCheckError, make_diagnostic, sort_diagnostics
+from dsl.syntax import ast, vocabulary
+from dsl.syntax.expand import background_settings
+from dsl.syntax.outline import placeholders
+from dsl.syntax.parse import parse_file
+
+#: Bits of a linear address outside 64-bit mode (CS.base + offset wraps at 4 GiB, README glossary).
+LINEAR_BITS_LEGACY = 32
+MAX_PRIVILEGE = 3
+VECTOR_BITS = 8
+WORD_BITS = 64
+SIMILARITY = 0.6
+#: Where the examples put the instruction under test when a scenario gives no `rip` (examples.md).
+DEFAULT_RIP = 0x1000
+
+
+def load(path: str | os.PathLike[str]) -> ast.SvmFile:
+    """Parse and check a file: the AST, or an `SvmError` (syntax or check) carrying every problem."""
+    svm_file = parse_file(path)
+    check_or_raise(svm_file)
+    return svm_file
+
+
+def check_or_raise(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:
+    """Raise `SvmCheckError` if the checker finds an error; otherwise return the warnings."""
+    diagnostics = check(svm_file)
+    if any(d.severity is Severity.ERROR for d in diagnostics):
+        raise SvmCheckError(diagnostics)
+    return diagnostics
+
+
+def check(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:
+    """Every diagnostic for the file (errors and warnings), in file order."""
+    checker = _Checker(_texts(svm_file))
+    checker.file(svm_file)
+    return sort_diagnostics(checker.diagnostics)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
+    """'did you mean X?' for the nearest candidate (case-insensitive), or None."""
+    options = list(candidates)
+    by_lower = {c.lower(): c for c in options}
+    if word.lower() in by_lower:
+        return f"did you mean {by_lower[word.lower()]}?"
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=SIMILARITY)
+    return f"did you mean {by_lower[close[0]]}?" if close else None
+
+
+def _texts(svm_file: ast.SvmFile) -> dict[str, str]:
+    texts = {svm_file.path: svm_file.text}
+    for include in svm_file.includes:
+        if include.file is not None:
+            texts.update(_texts(include.file))
+    return texts
+
+
+#: Longer lists are cut in "expected" lines (a "did you mean" names the likely one anyway).
+MAX_LISTED = 12
+
+
+def _one_of(options: Sequence[str]) -> str:
+    if len(options) > MAX_LISTED:
+        return "one of " + ", ".join(options[: MAX_LISTED - 2]) + f", … ({len(options)} in all, see docs/language.md)"
+    return "one of " + ", ".join(options)
+
+
+class _Checker:
+    def __init__(self, texts: dict[str, str]) -> None:
+        self.texts = texts
+        self.diagnostics: list[Diagnostic] = []
+        self.rip_at_start = DEFAULT_RIP
+
+    # --- reporting --------------------------------------------------------------------------------------------
+
+    def error(self, loc: Loc, message: str, expected: str | None = None, hint: str | None = None) -> None:
+        text = self.texts.get(loc.file)
+        self.diagnostics.append(make_diagnostic(text, loc, message, expected=expected, hint=hint))
+
+    def warn(self, loc: Loc, message: str, hint: str | None = None) -> None:
+        text = self.texts.get(loc.file)
+        self.diagnostics.append(make_diagnostic(text, loc, message, hint=hint, severity=Severity.WARNING))
+
+    def name(self, name: ast.Name, what: str, options: Sequence[str]) -> bool:
+        """Report `name` unless it is one of `options`; True when it is known."""
+        if name.text in options:
+            return True
+        self.error(name.loc, f"unknown {what} '{name.text}'", _one_of(options), did_you_mean(name.text, options))
+        return False
+
+    def value(self, loc: Loc, value: int, what: str, bits: int) -> None:
+        limit = (1 << bits) - 1
+        if not 0 <= value <= limit:
+            self.error(loc, f"{what} {value:#x} is out of range", f"a value from 0 to {limit:#x} ({bits} bits)")
+
+    # --- file structure ---------------------------------------------------------------------------------------
+
+    def file(self, svm_file: ast.SvmFile) -> None:
+        backgrounds = svm_file.backgrounds
+        for extra in backgrounds[1:]:
+            self.error(
+                extra.loc, "a file has at most one background", hint=f"the first is at line {backgrounds[0].loc.line}"
+            )
+        for include in svm_file.includes:
+            if include.file is not None and include.file.scenarios:
+                self.error(
+                    include.loc,
+                    f'"{include.path}" holds scenarios; an included file may hold only background and include',
+                )
+        shared = background_settings(svm_file)
+        for background in backgrounds:
+            self.duplicates(background.statements)
+        self.block(shared, ())
+        titles: dict[str, ast.Scenario | ast.ScenarioOutline] = {}
+        for item in svm_file.scenarios:
+            if item.title in titles:
+                first = titles[item.title].loc
+                self.error(
+                    item.loc, f'duplicate scenario title "{item.title}"', hint=f"first used at line {first.line}"
+                )
+            titles.setdefault(item.title, item)
+            if isinstance(item, ast.ScenarioOutline):
+                self.outline(item, shared)
+            else:
+                self.duplicates(item.statements)
+                self.block(shared, item.statements)
+
+    def outline(self, outline: ast.ScenarioOutline, shared: tuple[ast.Setting, ...]) -> None:
+        examples = outline.examples
+        if not examples.rows:
+            self.error(examples.loc, "an examples table needs at least one row after its header")
+        used = {name for line in outline.template for name, _ in placeholders(line.text)}
+        used |= {name for name, _ in placeholders(outline.title)}
+        for column in examples.columns:
+            if column not in used:
+                self.error(examples.loc, f"column '{column}' is not used by any <{column}> placeholder")
+        for scenario in outline.scenarios:
+            self.duplicates(scenario.statements)
+            self.block(shared, scenario.statements)
+
+    # --- one scenario -----------------------------------------------------------------------------------------
+
+    def duplicates(self, statements: Sequence[ast.Statement]) -> None:
+        """A single-valued setting given twice in one block with different values is a contradiction."""
+        seen: dict[object, ast.Setting] = {}
+        for statement in statements:
+            key = _setting_key(statement)
+            if key is None:
+                continue
+            assert isinstance(statement, ast.SETTING_TYPES)
+            first = seen.get(key)
+            if first is not None and first != statement:
+                self.error(
+                    statement.loc,
+                    f"{_setting_label(key)} is set twice with different values",
+                    hint=f"the other value is at line {first.loc.line}; a scenario may override its background, "
+                    "but one block states each setting once",
+                )
+            seen.setdefault(key, statement)  # type: ignore[arg-type]
+
+    def block(self, shared: tuple[ast.Setting, ...], own: tuple[ast.Statement, ...]) -> None:
+        statements = (*shared, *own)
+        mode = _last_mode(statements)
+        policies = _policies(statements)
+        nested = any(_is_nesting(s) for s in statements)
+        self.rip_at_start = _last_rip(statements)
+        for statement in statements:
+            self.statement(statement, mode, policies, nested)
+        self.consistency(statements, mode, policies)
+
+    def statement(self, s: ast.Statement, mode: CpuMode, policies: tuple[PolicyName, ...] | None, nested: bool) -> None:
+        match s:
+            case ast.ProfileSetting(profile=name):
+                self.name(name, "hardware profile", vocabulary.PROFILES)
+            case ast.PoliciesSetting(policies=names):
+                for name in names:
+                    self.name(name, "policy", vocabulary.POLICIES)
+            case ast.PagingSetting(paging=name):
+                self.name(name, "paging mode", vocabulary.PAGING)
+            case ast.ProtectionSetting(protection=name):
+                self.name(name, "guest protection", vocabulary.PROTECTIONS)
+            case ast.VariantSetting(variant=name):
+                self.name(name, "policy variant", vocabulary.VARIANTS)
+            case ast.ReadingSetting(reading=name):
+                self.name(name, "reading of K-6.19-6", vocabulary.READINGS)
+            case ast.GuestDebugSetting(mode=name):
+                self.name(name, "guest debug mode", vocabulary.GUEST_DEBUG_MODES)
+            case ast.ModeSetting(mode=name):
+                self.name(name, "CPU mode", vocabulary.MODES)
+            case ast.CsBaseSetting(base=base):
+                self.value(s.loc, base, "cs base", LINEAR_BITS_LEGACY)
+            case ast.RipSetting(rip=rip):
+                self.rip(s.loc, rip, mode, "rip")
+            case ast.RflagsSetting(value=value, flags=flags):
+                if value is not None:
+                    self.value(s.loc, value, "rflags", LINEAR_BITS_LEGACY)
+                for flag in flags:
+                    self.name(flag, "RFLAGS flag", tuple(vocabulary.RFLAGS_BITS))
+            case ast.InterruptShadowSetting(shadow=name):
+                self.name(name, "interrupt shadow", vocabulary.INTERRUPT_SHADOWS)
+            case ast.CplSetting(cpl=cpl):
+                self.value(s.loc, cpl, "cpl", 2)
+            case ast.GifSetting(gif=gif):
+                self.value(s.loc, gif, "gif", 1)
+            case ast.BreakpointSetting(register=register, address=address):
+                self.name(register, "debug register", vocabulary.BREAKPOINT_REGISTERS)
+                self.linear(s.loc, address, mode, "breakpoint address")
+            case ast.PageSetting(address=address) | ast.PageStep(address=address):
+                self.linear(s.loc, address, mode, "page address")
+            case ast.IdtGateSetting():
+                self.vector(s.vector, s.loc)
+                if s.dpl is not None:
+                    self.value(s.loc, s.dpl, "dpl", 2)
+                if s.gate_type is not None:
+                    self.name(s.gate_type, "gate type", vocabulary.GATE_TYPES)
+            case ast.VmcbFieldSetting(vmcb=vmcb, field=field, value=value):
+                fields = vocabulary.VMCB_FIELDS[vmcb.value]
+                if self.name(field, f"{vmcb.value} field", tuple(fields)):
+                    self.value(s.loc, value, f"{vmcb.value} {field.text}", fields[field.text])
+            case ast.L1FeatureSetting(feature=feature):
+                self.name(feature, "L1 feature", vocabulary.L1_FEATURES)
+            case ast.L1InterceptSetting(intercepts=names):
+                for name in names:
+                    self.name(name, "intercept", tuple(vocabulary.EXIT_REASONS))
+            case ast.CodeSetting(address=address, code=code) | ast.CodeModifiedStep(address=address, code=code):
+                self.linear(s.loc, address, mode, "code address")
+                self.code(code, address, mode)
+            case ast.ExecuteStep(instruction=code) if code is not None:
+                self.code(code, self.rip_at_start, mode)
+            case ast.InjectStep():
+                self.inject(s, nested)
+            case ast.VectoringStep():
+                self.name(s.fault, "fault", vocabulary.FAULTS)
+                if s.during is not None:
+                    self.vector(s.during, s.loc)
+                self.fields(s.fields, vocabulary.VECTORING_FIELDS, "vectoring hits")
+                if s.handler is ast.Level.L1 and not nested:
+                    self.error(s.loc, "intercepted by L1, but this scenario has no L1", "an `l1 …` set-up line")
+            case ast.ExitStep(reason=reason, handler=handler):
+                self.name(reason, "exit reason", tuple(vocabulary.EXIT_REASONS))
+                if handler is ast.Level.L1 and not nested:
+                    self.error(s.loc, "intercepted by L1, but this scenario has no L1", "an `l1 …` set-up line")
+            case ast.Under():
+                self.under(s, policies)
+            case (
+                ast.OutcomeExpectation()
+                | ast.DeliveredExpectation()
+                | ast.SpuriousDbExpectation()
+                | ast.FieldExpectation()
+            ):
+                self.expectation(s)
+
+    def rip(self, loc: Loc, rip: int, mode: CpuMode, what: str) -> None:
+        bits = mode.bitness
+        if not 0 <= rip < 1 << bits:
+            self.error(
+                loc,
+                f"{what} {rip:#x} is out of range in {mode.value} mode",
+                f"at most {(1 << bits) - 1:#x} ({bits}-bit instruction pointer)",
+            )
+
+    def linear(self, loc: Loc, address: int, mode: CpuMode, what: str) -> None:
+        bits = WORD_BITS if mode is CpuMode.LONG_64 else LINEAR_BITS_LEGACY
+        if not 0 <= address < 1 << bits:
+            self.error(
+                loc, f"{what} {address:#x} is out of range in {mode.value} mode", f"at most {(1 << bits) - 1:#x}"
+            )
+
+    def vector(self, vector: ast.VectorRef, loc: Loc) -> None:
+        if isinstance(vector, ast.Name):
+            self.name(vector, "vector", tuple(vocabulary.VECTORS))
+        else:
+            self.value(loc, vector, "vector", VECTOR_BITS)
+
+    def code(self, code: ast.Code, address: int, mode: CpuMode) -> None:
+        if isinstance(code, ast.Instruction) and code.mnemonic.text not in MNEMONICS:
+            word = code.mnemonic.text
+            self.error(
+                code.mnemonic.loc,
+                f"unknown mnemonic '{word}'",
+                "an instruction the assembler knows (see docs/language.md), or `bytes …`",
+                _mnemonic_hint(word),
+            )
+            return
+        try:
+            assemble(code, address, mode)
+        except AssembleError as error:
+            self.error(error.loc, error.message, error.expected)
+
+    def fields(self, fields: tuple[ast.FieldValue, ...], allowed: dict[str, int], where: str) -> None:
+        names: set[str] = set()
+        for field in fields:
+            if self.name(field.field, f"field for {where}", tuple(allowed)):
+                self.value(field.loc, field.value, field.field.text, allowed[field.field.text])
+            if field.field.text in names:
+                self.error(field.loc, f"{field.field.text} is given twice")
+            names.add(field.field.text)
+
+    def event(self, event: ast.EventSpec) -> None:
+        if event.kind is ast.EventKind.EXCEPTION and isinstance(event.vector, ast.Name):
+            self.name(event.vector, "exception vector", tuple(vocabulary.VECTORS))
+        elif isinstance(event.vector, int):
+            self.value(event.loc, event.vector, "vector", VECTOR_BITS)
+        if event.raw is not None:
+            self.value(event.loc, event.raw, "event", LINEAR_BITS_LEGACY)
+
+    def inject(self, step: ast.InjectStep, nested: bool) -> None:
+        self.event(step.event)
+        self.fields(step.fields, vocabulary.INJECT_FIELDS[step.source.value], f"inject from {step.source.value}")
+        if step.source is ast.InjectionSource.L1 and not nested:
+            self.error(step.loc, "an injection from L1 needs an L1", "an `l1 with nrips` (or `l1 without nrips`) line")
+
+    def under(self, under: ast.Under, policies: tuple[PolicyName, ...] | None) -> None:
+        for name in under.policies:
+            if not self.name(name, "policy", vocabulary.POLICIES):
+                continue
+            policy = policy_by_name(name.text)
+            if policies is None:
+                self.error(name.loc, f"under {name.text}: this scenario names no policies", "a `policies …` line")
+            elif policy not in policies:
+                self.error(
+                    name.loc,
+                    f"expectation under {name.text}, which this scenario does not run",
+                    "one of the scenario's policies: " + ", ".join(p.value for p in policies),
+                )
+        for expectation in under.expectations:
+            self.expectation(expectation)
+
+    def expectation(self, e: ast.Expectation) -> None:
+        match e:
+            case ast.OutcomeExpectation(checks=checks):
+                for check in checks:
+                    self.name(check.field, "observable", vocabulary.OBSERVABLES)
+            case ast.DeliveredExpectation(event=event):
+                self.event(event)
+            case ast.SpuriousDbExpectation():
+                pass
+            case ast.FieldExpectation(observable=observable, pick=pick, value=value):
+                if not self.name(observable, "observable", vocabulary.OBSERVABLES):
+                    return
+                if isinstance(pick, ast.Name):
+                    self.name(pick, "pick", vocabulary.PICKS)
+                if observable.text == "outcome" and isinstance(value, ast.Name):
+                    self.name(value, "outcome", vocabulary.OUTCOMES)
+                if observable.text == "evidence" and isinstance(value, ast.Name):
+                    self.name(value, "evidence tag", vocabulary.EVIDENCE)
+
+    # --- whole-scenario consistency ---------------------------------------------------------------------------
+
+    def consistency(
+        self, statements: Sequence[ast.Statement], mode: CpuMode, policies: tuple[PolicyName, ...] | None
+    ) -> None:
+        settings = {type(s): s for s in statements if isinstance(s, ast.SETTING_TYPES)}
+        nrips = settings.get(ast.NripsSetting)
+        protection = settings.get(ast.ProtectionSetting)
+        profile = settings.get(ast.ProfileSetting)
+        variant = settings.get(ast.VariantSetting)
+        nrips_off = isinstance(nrips, ast.NripsSetting) and not nrips.enabled
+        nrips_on = isinstance(nrips, ast.NripsSetting) and nrips.enabled
+        if isinstance(protection, ast.ProtectionSetting) and protection.protection.text != "none" and nrips_off:
+            self.warn(
+                protection.loc,
+                f"{protection.protection.text} with nrips 0: kvm-6.6 and later refuse to create the VM "
+                "(K-6.6-4, EX-37)",
+            )
+        if isinstance(profile, ast.ProfileSetting) and profile.profile.text == "amd-no-nrips" and nrips_on:
+            assert nrips is not None
+            self.warn(nrips.loc, "nrips 1 on a CPU without NRIPS: the effective value is 0 (K-5.19-1)")
+        if isinstance(variant, ast.VariantSetting) and policies is not None and PolicyName.KVM_6_0 not in policies:
+            self.error(
+                variant.loc, f"variant {variant.variant.text} is a variant of kvm-6.0, which this scenario does not run"
+            )
+        self.code_overlaps(statements, mode)
+
+    def code_overlaps(self, statements: Sequence[ast.Statement], mode: CpuMode) -> None:
+        placed: list[tuple[int, int, ast.CodeSetting]] = []
+        for s in statements:
+            if not isinstance(s, ast.CodeSetting):
+                continue
+            try:
+                size = len(assemble(s.code, s.address, mode))
+            except AssembleError:
+                continue
+            for start, end, other in placed:
+                if s.address < end and start < s.address + size and other != s:
+                    self.error(
+                        s.loc,
+                        f"code at {s.address:#x} overlaps the code at {start:#x} (line {other.loc.line})",
+                        hint="use `code at … modified to …` for code that changes during the scenario",
+                    )
+            placed.append((s.address, s.address + size, s))
+
+
+def _setting_key(statement: ast.Statement) -> object | None:
+    match statement:
+        case ast.VmcbFieldSetting(vmcb=vmcb, field=field):
+            return (ast.VmcbFieldSetting, vmcb, field.text)
+        case ast.L1FeatureSetting(feature=feature):
+            return (ast.L1FeatureSetting, feature.text)
+        case (
+            ast.ProfileSetting() | ast.PoliciesSetting() | ast.NripsSetting() | ast.PagingSetting()
+            | ast.ProtectionSetting() | ast.VariantSetting() | ast.ReadingSetting() | ast.GuestDebugSetting()
+            | ast.ModeSetting() | ast.CsBaseSetting() | ast.RipSetting() | ast.RflagsSetting()
+            | ast.InterruptShadowSetting() | ast.CplSetting() | ast.GifSetting()
+        ):  # fmt: skip
+            return type(statement)
+    return None
+
+
+_LABELS = {
+    ast.ProfileSetting: "profile",
+    ast.PoliciesSetting: "policies",
+    ast.NripsSetting: "nrips",
+    ast.PagingSetting: "paging",
+    ast.ProtectionSetting: "protection",
+    ast.VariantSetting: "variant",
+    ast.ReadingSetting: "int-n reading",
+    ast.GuestDebugSetting: "guest debug",
+    ast.ModeSetting: "mode",
+    ast.CsBaseSetting: "cs base",
+    ast.RipSetting: "rip",
+    ast.RflagsSetting: "rflags",
+    ast.InterruptShadowSetting: "interrupt shadow",
+    ast.CplSetting: "cpl",
+    ast.GifSetting: "gif",
+}
+
+
+def _setting_label(key: object) -> str:
+    if isinstance(key, tuple):
+        if key[0] is ast.VmcbFieldSetting:
+            return f"{key[1].value} {key[2]}"
+        return f"l1 {key[1]}"
+    return _LABELS.get(key, "this setting")  # type: ignore[call-overload, no-any-return]
+
+
+def _last_mode(statements: Sequence[ast.Statement]) -> CpuMode:
+    mode = CpuMode.LONG_64  # the examples' default (examples.md § Conventions)
+    for s in statements:
+        if isinstance(s, ast.ModeSetting) and s.mode.text in vocabulary.MODES:
+            mode = CpuMode(s.mode.text)
+    return mode
+
+
+def _policies(statements: Sequence[ast.Statement]) -> tuple[PolicyName, ...] | None:
+    chosen: tuple[PolicyName, ...] | None = None
+    for s in statements:
+        if isinstance(s, ast.PoliciesSetting):
+            chosen = tuple(p for p in (policy_by_name(n.text) for n in s.policies) if p is not None)
+    return chosen
+
+
+def _last_rip(statements: Sequence[ast.Statement]) -> int:
+    rips = [s.rip for s in statements if isinstance(s, ast.RipSetting)]
+    return rips[-1] if rips else DEFAULT_RIP
+
+
+def _is_nesting(statement: ast.Statement) -> bool:
+    """Set-up that only makes sense with an L1: `l1 …` lines and vmcb12 / vmcb02 fields."""
+    if isinstance(statement, ast.VmcbFieldSetting):
+        return statement.vmcb is not ast.Vmcb.VMCB
+    return isinstance(statement, ast.L1FeatureSetting | ast.L1InterceptSetting)
+
+
+_INT_WITHOUT_SPACE = re.compile(r"int(0x[0-9a-f]+|[0-9]+)")
+
+
+def _mnemonic_hint(word: str) -> str | None:
+    """`int80` is almost always `int 0x80` (int3 is its own mnemonic)."""
+    match = _INT_WITHOUT_SPACE.fullmatch(word)
+    if match:
+        return f"did you mean int {match.group(1)}? (int3 is the one-byte CC form)"
+    return did_you_mean(word, MNEMONICS)
