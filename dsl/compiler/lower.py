@@ -6,11 +6,11 @@ Problems are reported per scenario (one diagnostic each, every scenario looked a
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import attrs
 
+from dsl.compiler.check import check_file
 from dsl.compiler.lower_expect import lower_expectations
 from dsl.compiler.lower_names import Context, LowerError, exit_reason, raise_collected
 from dsl.compiler.lower_setup import Configured, code_bytes, configure, l1_vmrun_from_vmcb12, linear, lower_step
@@ -22,29 +22,23 @@ from dsl.syntax import ast
 from dsl.syntax.expand import background_settings
 from dsl.syntax.parse import parse_text
 
+_SCENARIO_KEYWORD = "scenario"
+
 __all__ = ["Case", "Check", "Comparison", "LoweredFile", "LoweredScenario", "Probe", "lower_file", "lower_svm"]
 
 
 def lower_file(text: str, file: str) -> LoweredFile:
-    """Parse, check and lower `.svm` text (`file` names it in diagnostics and resolves includes)."""
+    """Parse, check and lower `.svm` text (`file` names it in diagnostics and resolves includes).
+
+    Raises `SvmError` (syntax, check or lowering problems, every scenario looked at); warnings ride along.
+    """
     svm = parse_text(text, file)
-    _check(svm)
-    return lower_svm(svm, text)
-
-
-def _check(svm: ast.SvmFile) -> None:
-    """The language's checker, when present (names, ranges, contradictions); lowering re-validates what it uses."""
-    try:
-        check = importlib.import_module("dsl.compiler.check")
-    except ModuleNotFoundError:  # the checker is built in parallel; lowering alone rejects what it cannot lower
-        return
-    checker = getattr(check, "check_file", None) or getattr(check, "check", None)
-    if callable(checker):
-        checker(svm)
+    warnings = check_file(svm)
+    return attrs.evolve(lower_svm(svm, text), warnings=warnings)
 
 
 def lower_svm(svm: ast.SvmFile, text: str) -> LoweredFile:
-    """Lower a parsed file whose source text is `text`."""
+    """Lower a parsed and checked file whose source text is `text`."""
     ctx = Context(svm.path, text)
     background = background_settings(svm)
     scenarios: list[LoweredScenario] = []
@@ -65,9 +59,10 @@ def lower_svm(svm: ast.SvmFile, text: str) -> LoweredFile:
 def _lower_item(
     ctx: Context, item: ast.Scenario | ast.ScenarioOutline, background: tuple[ast.Setting, ...]
 ) -> LoweredScenario:
+    title_loc = _title_loc(ctx, item.loc)
     if isinstance(item, ast.Scenario):
-        cases = _cases(ctx, item, background, title=item.title, row=None, loc=item.loc)
-        return LoweredScenario(item.title, item.loc, item.tags, cases)
+        cases = _cases(ctx, item, background, title=item.title, row=None, loc=title_loc)
+        return LoweredScenario(item.title, title_loc, item.tags, cases)
     rows = {row.loc.line: number for number, row in enumerate(item.examples.rows, start=1)}
     outline_cases: list[Case] = []
     for scenario in item.scenarios:
@@ -76,7 +71,16 @@ def _lower_item(
         outline_cases.extend(
             _cases(ctx, scenario, background, title=item.title, row=rows[example.loc.line], loc=example.loc)
         )
-    return LoweredScenario(item.title, item.loc, item.tags, outline_cases)
+    return LoweredScenario(item.title, title_loc, item.tags, outline_cases)
+
+
+def _title_loc(ctx: Context, loc: Loc) -> Loc:
+    """Where the `scenario` keyword is: a scenario's location starts at its tags, reports point at its title."""
+    for number, line in enumerate(ctx.text.splitlines()[loc.line - 1 :], start=loc.line):
+        stripped = line.lstrip()
+        if stripped.startswith(_SCENARIO_KEYWORD):
+            return Loc(loc.file, number, len(line) - len(stripped) + 1)
+    return loc
 
 
 def _cases(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-from dsl.compiler.lower_names import EXIT_REASONS, Context, did_you_mean, member, vector
+from dsl.compiler.lower_names import Context, did_you_mean, member, vector
 from dsl.compiler.lower_setup import event_of, policy_of
 from dsl.compiler.lowered import Check, Comparison, Probe
 from dsl.engine.result import Observed
-from dsl.engine.vocab import EventType, Evidence, Observable, Outcome, PolicyName, Vector
+from dsl.engine.vocab import EventType, Evidence, Observable, Outcome, Pick, PolicyName, Vector
 from dsl.errors import Loc, line_of
 from dsl.syntax import ast
+from dsl.syntax.vocabulary import EXIT_REASONS
 
 #: Observables whose value is a vector: a name (`#BP`) on the right-hand side means that vector.
 VECTOR_OBSERVABLES: tuple[Observable, ...] = (Observable.DELIVERED, Observable.PENDING_EXCEPTION)
@@ -24,7 +25,11 @@ EVENT_TYPE_WORDS: dict[str, EventType] = {
     "soft": EventType.SOFT,
 }
 _NONE_WORD = "none"
-_COMPARISONS = {ast.Comparison.EQ: Comparison.EQ, ast.Comparison.NE: Comparison.NE}
+_COMPARISONS = {
+    ast.Comparison.EQ: Comparison.EQ,
+    ast.Comparison.NE: Comparison.NE,
+    ast.Comparison.CONTAINS: Comparison.CONTAINS,
+}
 _STATEMENT_END = re.compile(r"\s*(;|//|$)")
 
 
@@ -75,31 +80,33 @@ def lower_expectation(ctx: Context, expectation: ast.Expectation) -> tuple[Check
     loc = expectation.loc
     match expectation:
         case ast.OutcomeExpectation(outcome=outcome, checks=fields):
-            engine_outcome = Outcome(outcome.value.replace(" ", "_"))
-            checks = [Check(loc, text, Observable.OUTCOME, Comparison.EQ, engine_outcome)]
+            checks = [Check(loc, text, Observable.OUTCOME, Comparison.EQ, outcome)]
             for field in fields:
                 observable = member(ctx, field.field, Observable, "observable")
                 checks.append(Check(field.loc, text, observable, Comparison.EQ, _typed(ctx, observable, field.value)))
             return tuple(checks)
-        case ast.DeliveredExpectation(event=event, return_rip=return_rip, negated=negated):
+        case ast.DeliveredExpectation(event=event, return_rip=return_rip, error_code=error_code, negated=negated):
             number, kind = event_of(ctx, event)
-            delivered = Check(loc, text, Probe.DELIVERED, Comparison.EQ, not negated, vector=number, event_type=kind)
-            if return_rip is None:
-                return (delivered,)
-            returned = Check(loc, text, Probe.RETURN_RIP, Comparison.EQ, return_rip, vector=number, event_type=kind)
-            return (delivered, returned)
+            probes = [Check(loc, text, Probe.DELIVERED, Comparison.EQ, not negated, vector=number, event_type=kind)]
+            for probe, value in ((Probe.RETURN_RIP, return_rip), (Probe.ERROR_CODE, error_code)):
+                if value is not None:
+                    probes.append(Check(loc, text, probe, Comparison.EQ, value, vector=number, event_type=kind))
+            return tuple(probes)
         case ast.SpuriousDbExpectation(present=present):
             return (Check(loc, text, Observable.SPURIOUS_DB, Comparison.EQ, present),)
-        case ast.FieldExpectation(observable=name, comparison=comparison, value=value):
+        case ast.FieldExpectation(observable=name, pick=pick, comparison=comparison, value=value):
             observable = member(ctx, name, Observable, "observable")
-            return (Check(loc, text, observable, _COMPARISONS[comparison], _typed(ctx, observable, value)),)
+            chosen = pick if pick is None or isinstance(pick, int) else member(ctx, pick, Pick, "pick")
+            expected = _typed(ctx, observable, value)
+            check = Check(loc, text, observable, _COMPARISONS[comparison], expected, pick=chosen or Pick.FOCUS)
+            return (check,)
     raise AssertionError(f"unhandled expectation {type(expectation).__name__}")  # pragma: no cover
 
 
 def _typed(ctx: Context, observable: Observable, value: ast.ExpectedValue) -> Observed:
     """The right-hand side of a check as the engine reports that observable (a vector, an outcome, a number…)."""
     if not isinstance(value, ast.Name):
-        return value
+        return value  # a number, true/false, or a "string" (for `contains`)
     word = value.text
     if word == _NONE_WORD:
         return None

@@ -1,5 +1,7 @@
-"""Words of the closed vocabulary → engine values, for lowering. A word the vocabulary does not know is an
-`SvmCheckError` at its location, with what was expected and a "did you mean" when a near word exists.
+"""Words of the closed vocabulary (`dsl.syntax.vocabulary`) → engine values, for lowering.
+
+The checker has already reported unknown words; lowering still refuses one it cannot map (an `SvmCheckError` at
+its location, with what was expected and a "did you mean"), so it never guesses.
 """
 
 from __future__ import annotations
@@ -10,31 +12,12 @@ from typing import TypeVar
 
 import attrs
 
-from dsl.engine.vocab import VECTOR_COUNT, ExitCode, Vector
+from dsl.engine.vocab import VECTOR_COUNT, ExitCode
 from dsl.errors import Diagnostic, Loc, SvmCheckError, make_diagnostic
 from dsl.syntax import ast
+from dsl.syntax.vocabulary import EXIT_REASONS, VECTORS
 
 _E = TypeVar("_E", bound=enum.Enum)
-
-#: Exit reasons a scenario may name (`exit for hlt`, `l1 intercepts hlt`), in the words of the APM / KVM.
-EXIT_REASONS: dict[str, ExitCode] = {
-    "intr": ExitCode.INTR,
-    "irq": ExitCode.INTR,
-    "nmi": ExitCode.NMI,
-    "cpuid": ExitCode.CPUID,
-    "hlt": ExitCode.HLT,
-    "out": ExitCode.IOIO,
-    "in": ExitCode.IOIO,
-    "ioio": ExitCode.IOIO,
-    "msr": ExitCode.MSR,
-    "rdmsr": ExitCode.MSR,
-    "wrmsr": ExitCode.MSR,
-    "vmmcall": ExitCode.VMMCALL,
-    "swint": ExitCode.SWINT,
-    "icebp": ExitCode.ICEBP,
-    "npf": ExitCode.NPF,
-    "#NPF": ExitCode.NPF,
-}
 
 
 @attrs.define(eq=False)
@@ -79,10 +62,9 @@ def vector(ctx: Context, ref: ast.VectorRef, loc: Loc) -> int:
         if not 0 <= ref < VECTOR_COUNT:
             raise ctx.error(loc, f"vector {ref:#x} is out of range", expected="a vector from 0x0 to 0xff")
         return ref
-    for candidate in Vector:
-        if candidate.mnemonic == ref.text or candidate.mnemonic.lower() == ref.text.lower():
-            return int(candidate)
-    choices = [v.mnemonic for v in Vector]
+    if ref.text in VECTORS:
+        return int(VECTORS[ref.text])
+    choices = list(VECTORS)
     raise ctx.error(
         ref.loc,
         f"unknown vector {ref.text!r}",
@@ -93,7 +75,7 @@ def vector(ctx: Context, ref: ast.VectorRef, loc: Loc) -> int:
 
 def exit_reason(ctx: Context, name: ast.Name) -> ExitCode:
     """An exit reason word (`hlt`, `cpuid`, `npf`…)."""
-    found = EXIT_REASONS.get(name.text) or EXIT_REASONS.get(name.text.lower())
+    found = EXIT_REASONS.get(name.text)
     if found is None:
         choices = list(EXIT_REASONS)
         raise ctx.error(

@@ -10,13 +10,14 @@ from dsl.compiler.assemble import AssembleError, assemble
 from dsl.compiler.lower_names import Context, did_you_mean, exit_reason, member, vector
 from dsl.engine import program as engine
 from dsl.engine.vocab import (
+    EXCEPTION_EXIT_BASE,
+    VECTOR_COUNT,
     CpuMode,
     EventType,
     FaultKind,
     GateType,
     HardwareProfile,
     InjectionSource,
-    PageTable,
     PagingMode,
     PolicyName,
     Protection,
@@ -27,24 +28,14 @@ from dsl.engine.vocab import (
 )
 from dsl.errors import Loc
 from dsl.syntax import ast
-
-#: RFLAGS bits a scenario may name (`rflags IF OF`); bit 1 is reserved and always set.
-RFLAGS_BITS: dict[str, int] = {
-    "CF": 0,
-    "PF": 2,
-    "AF": 4,
-    "ZF": 6,
-    "SF": 7,
-    "TF": 8,
-    "IF": 9,
-    "DF": 10,
-    "OF": 11,
-    "NT": 14,
-    "RF": 16,
-    "VM": 17,
-    "AC": 18,
-}
-RFLAGS_RESERVED_ONE = 1 << 1
+from dsl.syntax.vocabulary import (
+    BREAKPOINT_REGISTERS,
+    INJECT_FIELDS,
+    INTERRUPT_SHADOWS,
+    RFLAGS_BITS,
+    RFLAGS_RESERVED_ONE,
+    VECTORS,
+)
 
 #: EVENTINJ fields (README § Encodings).
 EVENT_VALID = 0x8000_0000
@@ -55,9 +46,11 @@ EVENT_VECTOR_MASK = 0xFF
 #: 4-GiB wrap of the linear address outside 64-bit mode (H-31).
 LINEAR_MASK_32 = 0xFFFF_FFFF
 
-_SHADOW_WORDS: dict[str, bool] = {"sti": True, "mov-ss": True, "none": False}
-_BREAKPOINT_REGISTERS: tuple[str, ...] = ("dr0", "dr1", "dr2", "dr3")
+#: `interrupt shadow …` words: only `none` means no shadow (STI and MOV SS shadows behave alike here, H-35).
+_NO_SHADOW = "none"
 _SEED_AS_COMMITTED = "seed-as-committed"
+_GUEST_DEBUG_SW_BP = "sw-bp"
+#: `l1 with …` features → the engine's Nesting fields.
 _L1_FEATURES: dict[str, str] = {"nrips": "l1_nrips", "npt": "l1_npt", "shstk": "l1_shstk"}
 
 
@@ -106,6 +99,8 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
                 options["seed_as_committed"] = True
             case ast.ReadingSetting(reading=name):
                 options["soft_int_reading"] = member(ctx, name, SoftIntReading, "K-6.19-6 reading")
+            case ast.GuestDebugSetting(mode=name):
+                options["guest_debug_sw_bp"] = name.text == _GUEST_DEBUG_SW_BP
             case ast.ModeSetting(mode=name):
                 setup["mode"] = member(ctx, name, CpuMode, "CPU mode")
             case ast.CsBaseSetting(base=base):
@@ -115,19 +110,21 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
             case ast.RflagsSetting():
                 setup["rflags"] = _rflags(ctx, setting)
             case ast.InterruptShadowSetting(shadow=name):
-                if name.text not in _SHADOW_WORDS:
-                    raise ctx.error(name.loc, f"unknown interrupt shadow {name.text!r}", expected="sti, mov-ss, none")
-                setup["interrupt_shadow"] = _SHADOW_WORDS[name.text]
+                if name.text not in INTERRUPT_SHADOWS:
+                    raise ctx.error(
+                        name.loc, f"unknown interrupt shadow {name.text!r}", expected=", ".join(INTERRUPT_SHADOWS)
+                    )
+                setup["interrupt_shadow"] = name.text != _NO_SHADOW
             case ast.CplSetting(cpl=cpl):
                 setup["cpl"] = cpl
             case ast.GifSetting(gif=gif):
                 setup["gif"] = bool(gif)
             case ast.BreakpointSetting(register=name, address=address):
-                if name.text.lower() not in _BREAKPOINT_REGISTERS:
+                if name.text not in BREAKPOINT_REGISTERS:
                     raise ctx.error(name.loc, f"{name.text!r} is not a breakpoint register", expected="dr0 … dr3")
-                breakpoints.append(engine.CodeBreakpoint(_BREAKPOINT_REGISTERS.index(name.text.lower()), address))
+                breakpoints.append(engine.CodeBreakpoint(BREAKPOINT_REGISTERS.index(name.text), address))
             case ast.PageSetting(address=address, present=present, tables=tables):
-                pages.append(engine.PagePresence(address, PageTable(tables.value), present))
+                pages.append(engine.PagePresence(address, tables, present))
             case ast.IdtGateSetting():
                 idt.append(_gate(ctx, setting))
             case ast.VmcbFieldSetting():
@@ -170,7 +167,7 @@ def _rflags(ctx: Context, setting: ast.RflagsSetting) -> int:
         return setting.value
     value = RFLAGS_RESERVED_ONE
     for flag in setting.flags:
-        bit = RFLAGS_BITS.get(flag.text.upper())
+        bit = RFLAGS_BITS.get(flag.text)
         if bit is None:
             raise ctx.error(flag.loc, f"unknown RFLAGS flag {flag.text!r}", expected=" ".join(RFLAGS_BITS))
         value |= 1 << bit
@@ -209,10 +206,12 @@ def _intercepts(ctx: Context, names: tuple[ast.Name, ...], nesting: dict[str, An
     exceptions = list(nesting.get("intercepted_exceptions", ()))
     exits = list(nesting.get("intercepted_exits", ()))
     for name in names:
-        if name.text.startswith("#") and name.text != "#NPF":
-            exceptions.append(vector(ctx, name, name.loc))
+        reason = exit_reason(ctx, name)
+        exception = reason - EXCEPTION_EXIT_BASE
+        if name.text in VECTORS and 0 <= exception < VECTOR_COUNT:
+            exceptions.append(Vector(exception))  # `l1 intercepts #PF`: an exception intercept
         else:
-            exits.append(exit_reason(ctx, name))
+            exits.append(reason)
     nesting["intercepted_exceptions"] = tuple(exceptions)
     nesting["intercepted_exits"] = tuple(exits)
 
@@ -262,19 +261,24 @@ def lower_step(ctx: Context, step: ast.Step, configured: Configured) -> engine.S
             return engine.Execute()
         case ast.InjectStep():
             return _inject(ctx, step, configured)
-        case ast.VectoringStep(fault=name, error_code=error_code, handler=handler):
-            fault = member(ctx, name, FaultKind, "fault")
-            return engine.VectoringFault(fault=fault, handled_by=handler, error_code=error_code)
+        case ast.VectoringStep(fault=name, during=during, handler=handler):
+            return engine.VectoringFault(
+                fault=member(ctx, name, FaultKind, "fault"),
+                handled_by=handler,
+                error_code=step.error_code,
+                cr2=step.cr2,
+                during=None if during is None else vector(ctx, during, step.loc),
+            )
         case ast.ExitStep(reason=name):
             return engine.ExitFor(exit_reason(ctx, name))
         case ast.CodeModifiedStep(address=address, code=written):
             return engine.ModifyCode(address, code_bytes(ctx, written, address, configured.setup.mode))
         case ast.PageStep(address=address, mapped=mapped, tables=tables):
-            return engine.SetPage(address, PageTable(tables.value), mapped)
+            return engine.SetPage(address, tables, mapped)
         case ast.CancelEntryStep():
             return engine.CancelEntry()
-        case ast.SaveRestoreStep():
-            return engine.SaveRestore()
+        case ast.SaveRestoreStep(regs_first=regs_first):
+            return engine.SaveRestore(regs_first=regs_first)
         case ast.ReenterStep():
             return engine.Reenter()
         case ast.RunStep():
@@ -284,11 +288,11 @@ def lower_step(ctx: Context, step: ast.Step, configured: Configured) -> engine.S
 
 def _inject(ctx: Context, step: ast.InjectStep, configured: Configured) -> engine.Step:
     number, kind = event_of(ctx, step.event)
-    fields = {f.field.text: f.value for f in step.fields}
-    allowed = ("error_code", "next_rip", "rip", "cs_base") if step.source is InjectionSource.L1 else ("error_code",)
+    allowed = INJECT_FIELDS[step.source.value]
     for field in step.fields:
         if field.field.text not in allowed:
             raise ctx.error(field.field.loc, f"unknown field {field.field.text!r} here", expected=", ".join(allowed))
+    fields = {f.field.text: f.value for f in step.fields}
     error_code = fields.get("error_code")
     if step.source is not InjectionSource.L1:
         return engine.Inject(step.source, engine.Event(number, kind, error_code))

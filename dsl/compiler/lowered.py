@@ -15,7 +15,7 @@ import attrs
 from dsl.engine.program import Program
 from dsl.engine.result import Observed
 from dsl.engine.vocab import EventType, Observable, Pick, PolicyName
-from dsl.errors import Loc
+from dsl.errors import Diagnostic, Loc
 
 
 def _strings(items: Iterable[str]) -> tuple[str, ...]:
@@ -47,6 +47,7 @@ class Probe(enum.Enum):
 
     DELIVERED = "delivered"  # bool: some event with `Check.vector` was delivered to the guest
     RETURN_RIP = "return rip"  # int | None: the return address of the first delivery of `Check.vector`
+    ERROR_CODE = "error code"  # int | None: the error code pushed with the first delivery of `Check.vector`
 
 
 @attrs.frozen
@@ -92,6 +93,7 @@ class LoweredFile:
 
     file: str
     scenarios: tuple[LoweredScenario, ...] = attrs.field(converter=_scenarios)
+    warnings: tuple[Diagnostic, ...] = ()  # the checker's warnings (errors stop lowering)
 
     @property
     def cases(self) -> tuple[Case, ...]:

@@ -28,6 +28,9 @@ def check_command(args: argparse.Namespace) -> int:
             print(loaded.error.render() if loaded.error is not None else f"{loaded.display}: cannot be loaded")
             print()
             continue
+        for warning in loaded.lowered.warnings:
+            print(warning.render())
+            print()
         scenarios += len(loaded.lowered.scenarios)
         cases += len(loaded.lowered.cases)
     verdict = "ok" if not bad else f"{bad} file(s) with errors"

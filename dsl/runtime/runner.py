@@ -135,7 +135,11 @@ def observe(check: Check, result: Result) -> Observed:
     ]
     if check.target is Probe.DELIVERED:
         return bool(matching)
-    return matching[0].return_rip if matching else None  # Probe.RETURN_RIP: the first matching delivery
+    if not matching:
+        return None
+    if check.target is Probe.ERROR_CODE:
+        return matching[0].error_code
+    return matching[0].return_rip
 
 
 def _excerpt(rendered: str) -> str:
