@@ -13,7 +13,7 @@ import struct
 
 from dsl.engine.vocab import CpuMode
 from dsl.errors import Loc
-from dsl.syntax import ast
+from dsl.syntax import ast, vocabulary
 from dsl.syntax.instructions import prefix_byte
 
 OPERAND_SIZE_PREFIX = 0x66
@@ -57,8 +57,8 @@ NO_OPERANDS: dict[str, bytes] = {
 #: Instructions with operands, each handled by a function below.
 WITH_OPERANDS = ("int", "out", "in", "mov", "push", "pop", "bswap", "jmp", "call", "bound")
 
-#: Every mnemonic the assembler knows ("did you mean" candidates).
-MNEMONICS: tuple[str, ...] = (*NO_OPERANDS, *WITH_OPERANDS)
+#: Every mnemonic the assembler knows ("did you mean" candidates): the language's list, which this table covers.
+MNEMONICS: tuple[str, ...] = vocabulary.MNEMONICS
 
 #: General registers: name → (number, size in bits).
 REGISTERS: dict[str, tuple[int, int]] = {}

@@ -2,8 +2,9 @@
 
 Unknown names (profile, policy, mode, vector, fault, exit reason, mnemonic, observable …), values out of range
 for the mode, contradictory set-up, expectations under a policy the scenario does not run, duplicate scenario
-titles, outline columns no placeholder uses. `check` returns every diagnostic; `check_or_raise` raises one
-`SvmCheckError` carrying all errors. Nothing else is ever raised.
+titles, outline columns no placeholder uses. `check` returns every diagnostic; `check_file` (= `check_or_raise`)
+raises one `SvmCheckError` carrying all errors and returns the warnings; `load` parses and checks a path.
+Nothing but `SvmError` is ever raised.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def check_or_raise(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:
     if any(d.severity is Severity.ERROR for d in diagnostics):
         raise SvmCheckError(diagnostics)
     return diagnostics
+
+
+def check_file(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:
+    """The entry point for the pipeline: raise `SvmCheckError` on any error, else return the warnings."""
+    return check_or_raise(svm_file)
 
 
 def check(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:

@@ -109,3 +109,10 @@ INJECT_FIELDS: dict[str, dict[str, int]] = {
 }
 #: `vectoring hits … with …=` fields.
 VECTORING_FIELDS: dict[str, int] = {"error_code": 32, "cr2": 64}
+
+#: Instructions by mnemonic (`code at …: int3`); `dsl.compiler.assemble` encodes each. Anything else: `bytes …`.
+MNEMONICS: tuple[str, ...] = (
+    "int3", "into", "int", "icebp", "int1", "bound", "nop", "ud2", "hlt", "sti", "cli", "clc", "stc", "cpuid",
+    "rdtsc", "pause", "vmmcall", "vmrun", "vmload", "vmsave", "stgi", "clgi", "iret", "iretd", "iretq", "ret",
+    "leave", "pushf", "popf", "out", "in", "mov", "push", "pop", "bswap", "jmp", "call",
+)  # fmt: skip
