@@ -7,6 +7,8 @@ model identity-maps linear to guest-physical memory; page presence says which pa
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from dsl.engine.vocab import (
@@ -38,6 +40,35 @@ MAX_PRIVILEGE = 3
 
 def _bytes_tuple(value: bytes | tuple[int, ...] | list[int]) -> bytes:
     return bytes(value)
+
+
+# Non-generic converters: mypy's attrs plugin cannot type `converter=tuple` (it asks callers for Iterable[_T_co]).
+def _vectors(items: Iterable[Vector]) -> tuple[Vector, ...]:
+    return tuple(items)
+
+
+def _exit_codes(items: Iterable[ExitCode]) -> tuple[ExitCode, ...]:
+    return tuple(items)
+
+
+def _breakpoints(items: Iterable[CodeBreakpoint]) -> tuple[CodeBreakpoint, ...]:
+    return tuple(items)
+
+
+def _code(items: Iterable[CodeBytes]) -> tuple[CodeBytes, ...]:
+    return tuple(items)
+
+
+def _pages(items: Iterable[PagePresence]) -> tuple[PagePresence, ...]:
+    return tuple(items)
+
+
+def _gates(items: Iterable[IdtGate]) -> tuple[IdtGate, ...]:
+    return tuple(items)
+
+
+def _steps(items: Iterable[Step]) -> tuple[Step, ...]:
+    return tuple(items)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -94,8 +125,8 @@ class Nesting:
     """
 
     l1_nrips: bool = True  # CPUID 8000_000A EDX[3] as L1 sees it (K-5.19-3, K-6.0-19)
-    intercepted_exceptions: tuple[Vector, ...] = attrs.field(default=(), converter=tuple)
-    intercepted_exits: tuple[ExitCode, ...] = attrs.field(default=(), converter=tuple)
+    intercepted_exceptions: tuple[Vector, ...] = attrs.field(default=(), converter=_vectors)
+    intercepted_exits: tuple[ExitCode, ...] = attrs.field(default=(), converter=_exit_codes)
     l1_npt: bool = False  # L1 uses nested paging for L2 (an #NPF may then be L1's)
     l1_shstk: bool = False  # L1's guest CPUID has SHSTK: #CP is a valid vmcb12 EVENTINJ vector (K-7.1-6)
 
@@ -123,10 +154,10 @@ class Setup:
     interrupt_shadow: bool = False
     cpl: int = 0
     gif: bool = True
-    breakpoints: tuple[CodeBreakpoint, ...] = attrs.field(default=(), converter=tuple)
-    code: tuple[CodeBytes, ...] = attrs.field(default=(), converter=tuple)
-    pages: tuple[PagePresence, ...] = attrs.field(default=(), converter=tuple)
-    idt: tuple[IdtGate, ...] = attrs.field(default=(), converter=tuple)
+    breakpoints: tuple[CodeBreakpoint, ...] = attrs.field(default=(), converter=_breakpoints)
+    code: tuple[CodeBytes, ...] = attrs.field(default=(), converter=_code)
+    pages: tuple[PagePresence, ...] = attrs.field(default=(), converter=_pages)
+    idt: tuple[IdtGate, ...] = attrs.field(default=(), converter=_gates)
     vmcb_next_rip: int = 0  # a stale next_rip left in the VMCB by an earlier exit
     nesting: Nesting | None = None
 
@@ -303,7 +334,7 @@ class Program:
     """One scenario, ready to run: set-up, steps, the CPU (profile) and the hypervisor (policy)."""
 
     setup: Setup = Setup()
-    steps: tuple[Step, ...] = attrs.field(default=(), converter=tuple)
+    steps: tuple[Step, ...] = attrs.field(default=(), converter=_steps)
     profile: HardwareProfile = HardwareProfile.AMD_NRIPS
     policy: PolicyName = PolicyName.KVM_7_1
     options: PolicyOptions = PolicyOptions()

@@ -64,7 +64,7 @@ class TraceEntry:
     action: Action
     rule: str
     message: str
-    changes: tuple[Change, ...] = attrs.field(default=(), converter=tuple)
+    changes: tuple[Change, ...] = ()
 
 
 @attrs.frozen
@@ -151,11 +151,11 @@ class Result:
 
     outcome: Outcome
     evidence: Evidence
-    vmruns: tuple[VmrunRecord, ...] = attrs.field(default=(), converter=tuple)
-    exits: tuple[ExitRecord, ...] = attrs.field(default=(), converter=tuple)
-    deliveries: tuple[Delivery, ...] = attrs.field(default=(), converter=tuple)
-    requeued: tuple[int, ...] = attrs.field(default=(), converter=tuple)  # EVENTINJ encodings, in order
-    vmcb12_exits: tuple[Vmcb12Exit, ...] = attrs.field(default=(), converter=tuple)
+    vmruns: tuple[VmrunRecord, ...] = ()
+    exits: tuple[ExitRecord, ...] = ()
+    deliveries: tuple[Delivery, ...] = ()
+    requeued: tuple[int, ...] = ()  # EVENTINJ encodings, in order
+    vmcb12_exits: tuple[Vmcb12Exit, ...] = ()
     subject_vector: int | None = None  # the soft event the scenario is about (first raised or injected)
     spurious_db: bool = False
     pending_exception: int | None = None
@@ -163,10 +163,10 @@ class Result:
     debug_exits: int = 0
     emulation_failures: int = 0
     final_rip: int = 0
-    outcome_rules: tuple[str, ...] = attrs.field(default=(), converter=tuple)  # rules the outcome depends on
-    tracepoints: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    notes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    trace: tuple[TraceEntry, ...] = attrs.field(default=(), converter=tuple)
+    outcome_rules: tuple[str, ...] = ()  # rules the outcome depends on
+    tracepoints: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    trace: tuple[TraceEntry, ...] = ()
 
     @property
     def confirmed(self) -> bool:

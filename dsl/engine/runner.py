@@ -1,12 +1,348 @@
-"""`run(program) -> Result`: the engine's single entry point."""
+"""`run(program) -> Result`: build the vCPU, interpret the steps, drive entries and exits, classify the outcome.
+
+The loop follows KVM's order (K-5.19-5, K-5.19-18): before an entry `inject_pending_event`, then the cancel check,
+then the nested fix-ups and VMRUN; after every #VMEXIT `svm->next_rip = 0`, the completion, then the exit handler
+(L0) or the emulated #VMEXIT to L1.
+"""
 
 from __future__ import annotations
 
+from dsl.engine import cpu, events
+from dsl.engine.cpu import Exit
 from dsl.engine.errors import EngineError
-from dsl.engine.program import Program
-from dsl.engine.result import Result
+from dsl.engine.machine import Kvm, Machine, Subject, Vmcb, page_of
+from dsl.engine.outcome import classify
+from dsl.engine.policies import POLICIES, NestedState, Policy
+from dsl.engine.profiles import PROFILES
+from dsl.engine.program import (
+    CancelEntry,
+    Event,
+    Execute,
+    ExitFor,
+    Inject,
+    L1Vmrun,
+    ModifyCode,
+    Program,
+    Reenter,
+    Run,
+    SaveRestore,
+    SetPage,
+    Step,
+    VectoringFault,
+)
+from dsl.engine.result import Action, Result
+from dsl.engine.rules import weakest
+from dsl.engine.validate import validate
+from dsl.engine.vocab import (
+    Actor,
+    EventType,
+    ExitCode,
+    InjectionSource,
+    Level,
+    Outcome,
+    PageTable,
+)
+
+#: Anomalies after which nothing more happens (the host oopsed, the VM cannot exist, the vCPU exited).
+_STOPPING: tuple[Outcome, ...] = (
+    Outcome.HOST_BUG,
+    Outcome.UNSUPPORTED,
+    Outcome.VMEXIT_INVALID,
+    Outcome.EMULATION_ERROR,
+)
+#: Guest actions (instructions, handler returns) allowed per entry in `Run` before it gives up.
+ACTIONS_PER_ENTRY = 8
+#: The instruction kinds whose re-execution delivers the subject again (a duplicate).
+_INSTRUCTION_EXITS: tuple[int, ...] = (ExitCode.HLT, ExitCode.CPUID, ExitCode.IOIO, ExitCode.MSR, ExitCode.VMMCALL)
 
 
 def run(program: Program) -> Result:
     """Run one Program under its hardware profile and policy and return what was observed."""
-    raise EngineError("policy", program.policy.value, "a policy the engine implements (work in progress)")
+    validate(program)
+    m = build(program)
+    policy = POLICIES[program.policy]
+    policy.vm_init(m)
+    for index, step in enumerate(program.steps):
+        if m.anomaly in _STOPPING:
+            m.notes.append(f"steps[{index}] and later not run: {m.anomaly.value if m.anomaly else ''}")
+            break
+        _step(m, policy, f"steps[{index}]", step)
+    return _result(m)
+
+
+def build(program: Program) -> Machine:
+    """The vCPU before the first step: the set-up's registers in the VMCB the guest runs with."""
+    setup = program.setup
+    guest = Vmcb(
+        rip=setup.rip,
+        cs_base=setup.cs_base,
+        rflags=setup.rflags,
+        int_shadow=setup.interrupt_shadow,
+        next_rip=setup.vmcb_next_rip,
+    )
+    nested = setup.nesting is not None
+    cpu_nrips = PROFILES[program.profile].nrips
+    m = Machine(
+        program=program,
+        mode=setup.mode,
+        cpl=setup.cpl,
+        gif=setup.gif,
+        vmcb01=Vmcb() if nested else guest,
+        vmcb02=guest if nested else Vmcb(),
+        kvm=Kvm(nrips=program.options.nrips and cpu_nrips),
+        memory={},
+        missing={PageTable.GUEST: set(), PageTable.HOST: set()},
+        idt={gate.vector: gate for gate in setup.idt},
+        breakpoints={},
+    )
+    for code in setup.code:
+        m.write(code.address, code.data)
+    for page in setup.pages:
+        (m.missing[page.table].discard if page.present else m.missing[page.table].add)(page_of(page.address))
+    for bp in setup.breakpoints:
+        m.breakpoints[bp.address] = bp.slot
+    return m
+
+
+# -- steps ---------------------------------------------------------------------------------------------------------
+
+
+def _step(m: Machine, policy: Policy, field: str, step: Step) -> None:
+    if not isinstance(step, Run):
+        m.debug_exit_pending = False  # userspace acted on the debug exit
+    if isinstance(step, Execute):
+        for _ in range(step.count):
+            _guest_action(m, policy, field)
+    elif isinstance(step, Inject):
+        _inject(m, field, step)
+    elif isinstance(step, L1Vmrun):
+        _l1_vmrun(m, policy, field, step)
+    elif isinstance(step, VectoringFault):
+        m.armed_faults.append(step)
+        target = "" if step.during is None else f" of vector {step.during:#x}"
+        m.log(
+            Actor.CPU, Action.NOTE, "", f"the next delivery{target} hits {step.fault.value} ({step.handled_by.value})"
+        )
+    elif isinstance(step, ExitFor):
+        if m.in_guest:
+            _after_exit(m, policy, cpu.async_exit(m, step.exit_code))
+        else:
+            m.armed_exits.append(step.exit_code)
+    elif isinstance(step, ModifyCode):
+        m.write(step.address, step.data)
+        m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {step.address:#x} rewritten: {step.data.hex(' ')}")
+    elif isinstance(step, SetPage):
+        page = page_of(step.address)
+        (m.missing[step.table].discard if step.present else m.missing[step.table].add)(page)
+        state = "mapped" if step.present else "unmapped"
+        m.log(Actor.GUEST, Action.MODIFY, "", f"page {page:#x} {state} in the {step.table.value} tables")
+    elif isinstance(step, CancelEntry):
+        m.cancel_armed = True
+    elif isinstance(step, SaveRestore):
+        _save_restore(m, policy, field, step)
+    elif isinstance(step, Reenter):
+        if m.in_guest:
+            raise EngineError(field, "re-enter", "L0 outside the guest (the guest is running: an exit must come first)")
+        _require_l0(m, field)
+        _enter(m, policy)
+    elif isinstance(step, Run):
+        _run(m, policy, step)
+
+
+def _require_l0(m: Machine, field: str) -> None:
+    if m.l1_has_control:
+        raise EngineError(field, "L0 entry", "an L1 VMRUN step first: the last exit was reflected to L1")
+
+
+def _running(m: Machine) -> bool:
+    """Whether the guest runs now (a function, so the type checker does not keep an earlier narrowing)."""
+    return m.in_guest
+
+
+def _guest_action(m: Machine, policy: Policy, field: str) -> None:
+    """One guest action: enter if L0 is outside, else return from a handler, else execute the instruction."""
+    if not m.in_guest:
+        _require_l0(m, field)
+        delivered = len(m.deliveries)
+        _enter(m, policy)
+        if not _running(m) or len(m.deliveries) > delivered:
+            return
+    if m.frames:
+        cpu.iret(m)
+        return
+    exit_ = cpu.execute(m)
+    if exit_ is not None:
+        _after_exit(m, policy, exit_)
+
+
+def _inject(m: Machine, field: str, step: Inject) -> None:
+    """KVM_SET_VCPU_EVENTS (K-5.19-19) or KVM_SET_GUEST_DEBUG's inject (K-5.19-20) fills KVM's queue."""
+    if m.in_guest:
+        raise EngineError(field, "inject", "the vCPU outside the guest (add an exit step first)")
+    event = step.event
+    subject = m.subject
+    if subject is None:
+        subject = m.subject = _injected_subject(m, event.vector, event.type, m.vmcb.rip, m.vmcb.cs_base)
+    queue = m.kvm.queue
+    queue.subject = event.vector == subject.vector
+    if event.type is EventType.EXCEPTION:
+        queue.exception_vector, queue.exception_error = event.vector, event.error_code
+        if step.source is InjectionSource.GUEST_DEBUG:
+            queue.exception_pending = True
+        else:
+            queue.exception_injected = True
+    elif event.type is EventType.NMI:
+        queue.nmi_injected = True
+    else:
+        queue.interrupt_injected = True
+        queue.interrupt_nr, queue.interrupt_soft = event.vector, event.type is EventType.SOFT
+    rule = "K-5.19-20" if step.source is InjectionSource.GUEST_DEBUG else "K-5.19-19"
+    m.log(Actor.USERSPACE, Action.QUEUE, rule, f"{step.source.value} injects {_describe(event)}")
+
+
+def _describe(event: Event) -> str:
+    return events.describe(events.encode(event.vector, event.type, event.error_code))
+
+
+def _injected_subject(m: Machine, vector: int, event_type: EventType, rip: int, cs_base: int) -> Subject:
+    return Subject(
+        vector=vector,
+        type=event_type,
+        rip=rip,
+        linear=m.linear(rip, cs_base),
+        injected=True,
+        original=b"",
+        arch_return=None,
+    )
+
+
+def _l1_vmrun(m: Machine, policy: Policy, field: str, step: L1Vmrun) -> None:
+    if m.in_guest:
+        raise EngineError(field, "L1 VMRUN", "L2 not running (an exit reflected to L1 must come first)")
+    m.l1_has_control = False
+    if events.is_valid(step.event_inj) and m.subject is None:
+        event_type = events.event_type_of(step.event_inj) or EventType.INTR
+        rip = step.rip if step.rip is not None else m.vmcb02.rip
+        cs_base = step.cs_base if step.cs_base is not None else m.vmcb02.cs_base
+        m.subject = _injected_subject(m, events.vector_of(step.event_inj), event_type, rip, cs_base)
+    policy.nested_vmrun(m, step)
+
+
+def _save_restore(m: Machine, policy: Policy, field: str, step: SaveRestore) -> None:
+    """KVM_GET_NESTED_STATE + KVM_GET_VCPU_EVENTS, then the same into a fresh vCPU (the queue travels)."""
+    if m.in_guest:
+        raise EngineError(field, "save/restore", "the vCPU outside the guest (add an exit step first)")
+    if not m.kvm.guest_mode:
+        raise EngineError(field, "save/restore", "L2 state to save (an L1 VMRUN step first)")
+    kvm, cached = m.kvm, m.kvm.vmcb12
+    saved = NestedState(
+        run_pending=kvm.nested_run_pending,
+        vmcb12_event_inj=cached.event_inj,
+        vmcb12_event_inj_err=cached.event_inj_err,
+        vmcb12_next_rip=cached.next_rip,
+        l2_rip=m.vmcb02.rip,
+        l2_cs_base=m.vmcb02.cs_base,
+        regs_first=step.regs_first,
+        vmcb02_next_rip=m.vmcb02.next_rip,
+    )
+    pending = "with" if saved.run_pending else "without"
+    m.log(Actor.USERSPACE, Action.SAVE, "", f"KVM_GET_NESTED_STATE {pending} a nested run pending")
+    policy.set_nested_state(m, saved)
+
+
+# -- entries and exits ---------------------------------------------------------------------------------------------
+
+
+def _enter(m: Machine, policy: Policy) -> None:
+    """One VM entry: inject, maybe cancel, nested fix-ups, VMRUN, and the exit that ends it (if any)."""
+    policy.inject_pending_event(m)
+    if m.anomaly in _STOPPING:
+        return
+    if m.cancel_armed:
+        m.cancel_armed = False
+        policy.cancel_injection(m)
+        return
+    policy.before_vmrun(m)
+    exit_ = cpu.vmrun(m)
+    if m.kvm.guest_mode and (exit_ is None or exit_.code != ExitCode.INVALID):
+        m.kvm.nested_run_pending = False  # the hardware entered L2
+    if exit_ is not None:
+        _after_exit(m, policy, exit_)
+
+
+def _after_exit(m: Machine, policy: Policy, exit_: Exit) -> None:
+    """K-5.19-5: svm->next_rip = 0, the completion, then the exit handler (L0) or the reflection to L1."""
+    m.kvm.next_rip = 0
+    if exit_.code == ExitCode.INVALID:
+        return
+    policy.complete_interrupts(m, exit_)
+    if m.kvm.guest_mode:
+        policy.after_vmrun(m)
+    if exit_.handled_by is Level.L1:
+        policy.nested_vmexit(m, exit_)
+        return
+    policy.handle_exit(m, exit_)
+    if exit_.code in _INSTRUCTION_EXITS and m.vmcb.next_rip:
+        m.stale_next_rip = True  # KVM skipped using next_rip and never clears the field (K-6.0-26)
+
+
+def _run(m: Machine, policy: Policy, step: Run) -> None:
+    """Re-enter and let the guest run until the subject is settled, L1 or userspace must act, or the bound."""
+    first_entry = m.entries
+    for _ in range(step.max_entries * ACTIONS_PER_ENTRY):
+        if m.anomaly in _STOPPING or m.l1_has_control or m.debug_exit_pending:
+            return
+        if not m.in_guest:
+            if m.entries - first_entry >= step.max_entries:
+                m.notes.append(f"run stopped after {step.max_entries} entries")
+                return
+            _enter(m, policy)
+            continue
+        if m.frames:
+            cpu.iret(m)
+            continue
+        if _settled(m):
+            return
+        exit_ = cpu.execute(m)
+        if exit_ is not None:
+            _after_exit(m, policy, exit_)
+    m.notes.append("run stopped: guest action bound reached")
+
+
+def _settled(m: Machine) -> bool:
+    """Nothing more to watch: the guest is not about to (re-)execute the subject's instruction."""
+    subject = m.subject
+    if subject is None:
+        return True
+    if m.linear(m.vmcb.rip) != subject.linear:
+        return True
+    if subject.deliveries == 0:
+        return False
+    from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
+
+    insn = cpu_decode(m.read(subject.linear, MAX_INSN_LENGTH), m.mode.bitness, m.vmcb.rip)
+    return insn.kind not in (InsnKind.INT3, InsnKind.INTO, InsnKind.INT_N, InsnKind.ICEBP)
+
+
+def _result(m: Machine) -> Result:
+    outcome = classify(m)
+    return Result(
+        outcome=outcome,
+        evidence=weakest(m.rules),
+        vmruns=tuple(m.vmruns),
+        exits=tuple(m.exits),
+        deliveries=tuple(m.deliveries),
+        requeued=tuple(m.requeued),
+        vmcb12_exits=tuple(m.vmcb12_exits),
+        subject_vector=m.subject.vector if m.subject is not None else None,
+        spurious_db=m.spurious_db,
+        pending_exception=m.pending_exception_seen,
+        l1_nmi_masked=m.l1_nmi_masked,
+        debug_exits=m.debug_exits,
+        emulation_failures=m.kvm.insn_emulation_fail,
+        final_rip=m.vmcb.rip,
+        outcome_rules=tuple(m.rules),
+        tracepoints=tuple(m.tracepoints),
+        notes=tuple(m.notes),
+        trace=tuple(m.trace),
+    )

@@ -293,12 +293,14 @@ class Outcome(enum.Enum):
     RETRY = "retry"  # not requeued: the guest re-executed the instruction, which delivered the event natively
     DROPPED = "dropped"  # the injection hook decided not to write EVENTINJ (skip failed); nothing replaced it
     LOST = "lost"  # never delivered although the architecture says it must be
+    REFLECTED = "reflected"  # handed to L1 in vmcb12 EXITINTINFO: L1 must re-inject it (K-6.0-24)
     DUPLICATED = "duplicated"  # delivered more than once
     VMEXIT_INVALID = "vmexit_invalid"  # a VMRUN failed its consistency checks (H-8, K-7.1-6)
     HOST_BUG = "host_bug"  # the host kernel hit a BUG_ON (K-5.19-10)
     EMULATION_ERROR = "emulation_error"  # the vCPU exits to userspace with an emulation error (K-6.2-4)
     UNSUPPORTED = "unsupported"  # the hypervisor refuses the configuration (K-6.6-4: SEV without nrips)
     UNSPECIFIED = "unspecified"  # the sources do not say what happens (H-32 16-bit wrap, K-6.0-31 SEV-ES)
+    NO_EVENT = "no_event"  # nothing raised or injected an event: there is no subject
 
 
 class Observable(enum.Enum):

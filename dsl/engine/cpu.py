@@ -1,0 +1,437 @@
+"""The processor: VMRUN with EVENTINJ, event delivery through the guest IDT, guest instructions, #VMEXIT.
+
+Hardware facts only (hardware.md); what differs between CPU models comes from the `Profile`. The CPU never
+calls the hypervisor: it returns an `Exit` and the run loop hands it to the policy.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dsl.engine import events
+from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
+from dsl.engine.machine import (
+    RFLAGS_IF,
+    RFLAGS_OF,
+    RFLAGS_TF,
+    Frame,
+    InFlight,
+    Machine,
+    Subject,
+)
+from dsl.engine.profiles import PROFILES, Profile
+from dsl.engine.result import RFLAGS_RF, Action, Delivery, ExitRecord
+from dsl.engine.vocab import (
+    Actor,
+    EventType,
+    ExitCode,
+    GateType,
+    Level,
+    Outcome,
+    PageTable,
+    PagingMode,
+    Vector,
+)
+
+#: #PF error code of an instruction fetch from a non-present page (I/D bit).
+PF_FETCH_ERROR = 0x10
+MASK_16 = 0xFFFF
+#: Exits an instruction intercept produces, by instruction kind (H-18).
+_INTERCEPT_EXIT: dict[InsnKind, ExitCode] = {
+    InsnKind.HLT: ExitCode.HLT,
+    InsnKind.CPUID: ExitCode.CPUID,
+    InsnKind.IO: ExitCode.IOIO,
+    InsnKind.MSR: ExitCode.MSR,
+    InsnKind.VMMCALL: ExitCode.VMMCALL,
+}
+#: Instructions whose event is a trap: the frame returns after the instruction (H-21 … H-24).
+_EVENT_OF: dict[InsnKind, tuple[int, EventType, bool]] = {
+    InsnKind.INT3: (Vector.BP, EventType.EXCEPTION, True),
+    InsnKind.INTO: (Vector.OF, EventType.EXCEPTION, True),
+    InsnKind.ICEBP: (Vector.DB, EventType.EXCEPTION, False),
+}
+
+
+@attrs.frozen
+class Exit:
+    """A #VMEXIT as the CPU produced it, and who must handle it."""
+
+    code: int
+    handled_by: Level
+    exit_int_info: int = 0
+    exit_int_info_err: int = 0
+    fixes: tuple[PageTable, int] | None = None  # the page L0 must map to handle it
+    in_flight: InFlight | None = None  # the event cut short (an oracle for the architectural policy)
+    insn_next: int | None = None  # next RIP of an intercepted instruction
+
+
+def profile_of(m: Machine) -> Profile:
+    return PROFILES[m.program.profile]
+
+
+# -- #VMEXIT -------------------------------------------------------------------------------------------------------
+
+
+def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None = None) -> Exit:
+    """Write the exit into the VMCB (H-12, H-14) and record it."""
+    profile = profile_of(m)
+    vmcb = m.vmcb
+    info, err = exit_.exit_int_info, exit_.exit_int_info_err
+    if profile.copies_event_slot and not events.is_valid(info):
+        info = m.qemu_event_slot  # stale bits with V = 0 (Q-6)
+    new_next = profile.exit_next_rip(exit_.code, next_ip if next_ip is not None else 0, vmcb.next_rip)
+    changes = (
+        m.put(vmcb, "exit_code", exit_.code, "vmcb."),
+        m.put(vmcb, "exit_int_info", info, "vmcb."),
+        m.put(vmcb, "exit_int_info_err", err, "vmcb."),
+        m.put(vmcb, "next_rip", new_next, "vmcb."),
+    )
+    m.in_guest = False
+    m.stale_next_rip = False
+    m.exits.append(
+        ExitRecord(
+            exit_code=exit_.code,
+            exit_int_info=info,
+            exit_int_info_err=err,
+            next_rip=new_next,
+            rip=vmcb.rip,
+            nested=m.kvm.guest_mode,
+            reflected=exit_.handled_by is Level.L1,
+        )
+    )
+    m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {exit_.code:#x}: {message}", *changes)
+    return exit_
+
+
+# -- delivery ------------------------------------------------------------------------------------------------------
+
+
+def _take_fault(m: Machine, vector: int) -> int | None:
+    """Index of the armed vectoring fault that applies to delivering `vector`, if any."""
+    for index, fault in enumerate(m.armed_faults):
+        if fault.during is None or fault.during == vector:
+            return index
+    return None
+
+
+def _secondary(ev: InFlight, vector: int, error_code: int | None) -> InFlight:
+    """An exception raised while delivering `ev` (H-16): fault-style, its frame returns to where `ev` started."""
+    return InFlight(
+        vector=vector,
+        type=EventType.EXCEPTION,
+        error_code=error_code,
+        return_rip=ev.start_rip,
+        start_rip=ev.start_rip,
+        injected=ev.injected,
+        dpl_checked=False,
+        from_instruction=False,
+        subject=ev.subject,
+    )
+
+
+def deliver(m: Machine, ev: InFlight) -> Exit | None:
+    """Deliver `ev` through the guest IDT; an armed fault can cut it short with a #VMEXIT (H-5, H-14, H-16)."""
+    profile = profile_of(m)
+    first = ev
+    if profile.copies_event_slot and not events.is_valid(m.qemu_event_slot):
+        m.qemu_event_slot = events.encode(ev.vector, profile.reported_type(ev.type, ev.from_instruction), ev.error_code)
+    while True:
+        index = _take_fault(m, ev.vector)
+        if index is not None:
+            fault = m.armed_faults.pop(index)
+            fault_vector = fault.fault.vector
+            if fault.handled_by is Level.GUEST and fault_vector is not None:
+                m.log(Actor.CPU, Action.FAULT, "H-16", f"{fault.fault.value} while delivering vector {ev.vector:#x}")
+                ev = _secondary(ev, fault_vector, fault.error_code)
+                continue
+            reported = first if profile.keeps_first_event else ev
+            info = events.encode(
+                reported.vector, profile.reported_type(reported.type, reported.from_instruction), reported.error_code
+            )
+            m.vmcb.rip = ev.start_rip
+            m.vmcb.rflags &= ~RFLAGS_RF  # H-15 leaves RF open [U]; cleared so a retried INT3 re-arms DR7 (H-37)
+            rule = "Q-5" if profile.keeps_first_event and reported is not ev else "H-14"
+            if profile.reported_type(reported.type, reported.from_instruction) is not reported.type:
+                rule = "Q-4"
+            return vmexit(
+                m,
+                Exit(
+                    code=fault.fault.exit_code,
+                    handled_by=fault.handled_by,
+                    exit_int_info=info,
+                    exit_int_info_err=reported.error_code or 0,
+                    in_flight=reported,
+                ),
+                rule,
+                f"{fault.fault.value} while delivering; EXITINTINFO {events.describe(info)}",
+            )
+        gate = m.gate(ev.vector)
+        if ev.dpl_checked and m.cpl > gate.dpl:
+            m.log(Actor.CPU, Action.FAULT, "H-7", f"CPL {m.cpl} > gate {ev.vector:#x} DPL {gate.dpl}: #GP")
+            ev = _secondary(ev, Vector.GP, events.idt_error_code(ev.vector, ev.external))
+            continue
+        if not gate.present:
+            m.log(Actor.CPU, Action.FAULT, "H-17", f"gate {ev.vector:#x} not present: #NP")
+            ev = _secondary(ev, Vector.NP, events.idt_error_code(ev.vector, ev.external))
+            continue
+        _push_frame(m, ev, gate.gate_type)
+        if profile.copies_event_slot:
+            m.qemu_event_slot &= ~events.VALID  # delivery finished: V cleared, the rest stays (Q-8)
+        return None
+
+
+def _push_frame(m: Machine, ev: InFlight, gate_type: GateType) -> None:
+    vmcb = m.vmcb
+    fault_class = ev.return_rip is not None and ev.return_rip == ev.start_rip and not ev.injected
+    pushed = vmcb.rflags | RFLAGS_RF if fault_class else vmcb.rflags  # H-34
+    m.deliveries.append(Delivery(ev.vector, ev.type, ev.return_rip, ev.error_code, ev.injected))
+    if ev.subject and m.subject is not None:
+        m.subject.deliveries += 1
+    m.frames.append(Frame(ev.vector, ev.return_rip, pushed, ev.maps_page))
+    cleared = RFLAGS_TF | RFLAGS_RF | (RFLAGS_IF if gate_type is GateType.INTERRUPT else 0)  # H-36
+    change = m.put(vmcb, "rip", m.handler_address(ev.vector), "guest.")
+    vmcb.rflags &= ~cleared
+    shown = "unspecified" if ev.return_rip is None else f"{ev.return_rip:#x}"
+    name = Vector(ev.vector).mnemonic if ev.vector in Vector._value2member_map_ else f"vector {ev.vector:#x}"
+    source = "injected" if ev.injected else "raised by the guest"
+    m.log(
+        Actor.CPU,
+        Action.DELIVER,
+        "H-5" if ev.injected else "H-33",
+        f"deliver {name} ({source}), frame return address {shown}",
+        change,
+    )
+
+
+def iret(m: Machine) -> None:
+    """The innermost handler returns: RIP and RFLAGS from its frame (a #PF handler first maps the page)."""
+    frame = m.frames.pop()
+    vmcb = m.vmcb
+    if frame.maps_page is not None:
+        m.missing[PageTable.GUEST].discard(frame.maps_page)
+    target = frame.return_rip if frame.return_rip is not None else vmcb.rip
+    change = m.put(vmcb, "rip", target, "guest.")
+    vmcb.rflags = frame.rflags
+    m.log(Actor.GUEST, Action.IRET, "", f"handler for vector {frame.vector:#x} returns to {target:#x}", change)
+
+
+# -- VMRUN ---------------------------------------------------------------------------------------------------------
+
+
+def vmrun(m: Machine) -> Exit | None:
+    """Enter the guest: consistency check (H-8), then deliver EVENTINJ (H-5, H-6, H-9), then any armed exit."""
+    profile = profile_of(m)
+    vmcb = m.vmcb
+    reason = profile.vmrun_rejects(vmcb.event_inj, m.mode)
+    if reason is not None:
+        m.record_vmrun(failed=True)
+        m.set_anomaly(Outcome.VMEXIT_INVALID)
+        return vmexit(m, Exit(ExitCode.INVALID, Level.L0), "H-8", f"VMRUN fails: {reason}")
+    m.record_vmrun()
+    m.entries += 1
+    m.in_guest = True
+    m.log(
+        Actor.CPU,
+        Action.VMRUN,
+        "H-5",
+        f"VMRUN: RIP {vmcb.rip:#x}, next_rip {vmcb.next_rip:#x}, EVENTINJ {events.describe(vmcb.event_inj)}",
+    )
+    if events.is_valid(vmcb.event_inj):
+        ev = injected_event(m, profile)
+        if profile.copies_event_slot:
+            m.qemu_event_slot = vmcb.event_inj
+        vmcb.event_inj = 0  # consumed (H-9)
+        exit_ = deliver(m, ev)
+        if exit_ is not None:
+            return exit_
+    if m.armed_exits:
+        return async_exit(m, m.armed_exits.pop(0))
+    return None
+
+
+def injected_event(m: Machine, profile: Profile) -> InFlight:
+    """The event VMRUN delivers from EVENTINJ, with the return address it pushes (H-6)."""
+    vmcb = m.vmcb
+    value = vmcb.event_inj
+    event_type = events.event_type_of(value) or EventType.INTR
+    vector = Vector.NMI if event_type is EventType.NMI else events.vector_of(value)
+    soft = events.is_soft(event_type, vector)
+    ret: int | None = profile.injected_return(value, vmcb.rip, vmcb.next_rip, m.mode)
+    if soft and m.state_protected:
+        ret = None  # what an SEV-ES CPU pushes is hardware/VMSA-defined (K-6.0-31)
+        m.log(Actor.CPU, Action.NOTE, "K-6.0-31", "SEV-ES/SNP: the pushed return address is not specified")
+        m.set_anomaly(Outcome.UNSPECIFIED)
+    return InFlight(
+        vector=vector,
+        type=event_type,
+        error_code=vmcb.event_inj_err if events.has_error_code(value) else None,
+        return_rip=ret,
+        start_rip=vmcb.rip,
+        injected=True,
+        dpl_checked=profile.event_dpl_checked(value),
+        from_instruction=False,
+        subject=m.inj_subject,
+        external=event_type in (EventType.INTR, EventType.NMI),
+    )
+
+
+def async_exit(m: Machine, code: int) -> Exit:
+    """An exit that is not a vectoring fault (INTR, NMI, #NPF/MMIO, or an intercepted instruction at RIP)."""
+    next_ip = None
+    if code in _INTERCEPT_EXIT.values():
+        insn = cpu_decode(m.read(m.linear(m.vmcb.rip), MAX_INSN_LENGTH), m.mode.bitness, m.vmcb.rip)
+        next_ip = (m.vmcb.rip + insn.length) & m.rip_mask()
+    handled_by = _instruction_exit_level(m, code)
+    return vmexit(m, Exit(code, handled_by, insn_next=next_ip), "H-12", "exit outside event delivery", next_ip)
+
+
+def _instruction_exit_level(m: Machine, code: int) -> Level:
+    nesting = m.program.setup.nesting
+    if m.kvm.guest_mode and nesting is not None and code in nesting.intercepted_exits:
+        return Level.L1
+    return Level.L0
+
+
+# -- guest instructions --------------------------------------------------------------------------------------------
+
+
+def execute(m: Machine) -> Exit | None:
+    """The guest executes the instruction at RIP (fetch, DR7, decode, effect, trap-class events)."""
+    vmcb = m.vmcb
+    rip = vmcb.rip
+    linear = m.linear(rip)
+    code = m.read(linear, MAX_INSN_LENGTH)
+    insn = cpu_decode(code, m.mode.bitness, rip)
+    host_page = m.first_missing_page(PageTable.HOST, linear, insn.length)
+    if host_page is not None:
+        npt = m.program.options.paging is PagingMode.NPT
+        exit_code = ExitCode.NPF if npt else ExitCode.EXCP_PF
+        return vmexit(
+            m,
+            Exit(exit_code, Level.L0, fixes=(PageTable.HOST, host_page)),
+            "H-12",
+            f"fetch at {linear:#x}: no host mapping",
+        )
+    guest_page = m.first_missing_page(PageTable.GUEST, linear, insn.length)
+    if guest_page is not None:
+        m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {linear:#x}: guest page not present, #PF")
+        fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
+        return deliver(m, attrs.evolve(fault, maps_page=guest_page))
+    if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
+        return _code_breakpoint(m, rip, linear)
+    m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({code[: insn.length].hex(' ')})")
+    next_ip = rip + insn.length
+    if m.mode.bitness == 16 and next_ip > MASK_16:
+        m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
+        m.set_anomaly(Outcome.UNSPECIFIED)
+    next_ip &= m.rip_mask()
+    kind = insn.kind
+    if kind in _INTERCEPT_EXIT:
+        exit_code = _INTERCEPT_EXIT[kind]
+        return vmexit(
+            m, Exit(exit_code, _instruction_exit_level(m, exit_code), insn_next=next_ip), "H-12", insn.text, next_ip
+        )
+    if kind is InsnKind.TOO_LONG:
+        return _raise(m, rip, next_ip, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
+    if kind is InsnKind.UD:
+        return _raise(m, rip, next_ip, Vector.UD, EventType.EXCEPTION, None, fault=True, rule="H-28")
+    if kind is InsnKind.INT_N:
+        return _raise(m, rip, next_ip, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
+    if kind is InsnKind.INTO and not vmcb.rflags & RFLAGS_OF:
+        kind = InsnKind.OTHER  # OF = 0: INTO does nothing (H-23)
+    if kind in _EVENT_OF:
+        vector, event_type, dpl = _EVENT_OF[kind]
+        return _raise(m, rip, next_ip, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
+    return _complete(m, insn.kind, next_ip, insn.branch_target)
+
+
+def _complete(m: Machine, kind: InsnKind, next_ip: int, target: int | None) -> Exit | None:
+    """An instruction completed: RIP moves on, RF and the shadow end, TF single-steps (H-34 … H-36)."""
+    vmcb = m.vmcb
+    single_step = bool(vmcb.rflags & RFLAGS_TF)
+    vmcb.rip = target if kind in (InsnKind.JUMP, InsnKind.CALL) and target is not None else next_ip
+    vmcb.rflags &= ~RFLAGS_RF
+    had_if = bool(vmcb.rflags & RFLAGS_IF)
+    vmcb.int_shadow = (kind is InsnKind.STI and not had_if) or kind is InsnKind.MOV_SS
+    if kind is InsnKind.STI:
+        vmcb.rflags |= RFLAGS_IF
+    if single_step:
+        ev = InFlight(Vector.DB, EventType.EXCEPTION, None, vmcb.rip, vmcb.rip, False, False, False, False)
+        return deliver(m, ev)
+    return None
+
+
+def _code_breakpoint(m: Machine, rip: int, linear: int) -> Exit | None:
+    """A DR7 instruction breakpoint: a fault before the instruction, suppressed by RF (H-37)."""
+    hits = m.breakpoint_hits.get(linear, 0) + 1
+    m.breakpoint_hits[linear] = hits
+    subject = m.subject
+    if subject is not None and linear == subject.linear and (subject.retried or subject.dropped):
+        m.spurious_db = True
+        m.log(Actor.CPU, Action.FAULT, "H-37", f"code breakpoint at {linear:#x} fires again on the retried instruction")
+    else:
+        m.log(Actor.CPU, Action.FAULT, "H-37", f"code breakpoint DR{m.breakpoints[linear]} at {linear:#x}: #DB")
+    # The handler returns with RF set so the instruction then runs (the pushed image carries RF, H-34).
+    ev = InFlight(Vector.DB, EventType.EXCEPTION, None, rip, rip, False, False, False, False)
+    return deliver(m, ev)
+
+
+def _raise(
+    m: Machine,
+    rip: int,
+    next_ip: int,
+    vector: int,
+    event_type: EventType,
+    error_code: int | None,
+    *,
+    fault: bool,
+    rule: str,
+    dpl: bool = False,
+) -> Exit | None:
+    """A guest instruction raises an event: exception intercepts first (H-19, H-20), then IDT delivery."""
+    linear = m.linear(rip)
+    if m.subject is None and not fault:
+        m.subject = Subject(
+            vector=vector,
+            type=event_type,
+            rip=rip,
+            linear=linear,
+            injected=False,
+            original=m.read(linear, (next_ip - rip) & m.rip_mask()),
+            arch_return=next_ip,
+        )
+    subject = m.subject
+    is_subject = subject is not None and linear == subject.linear and (not subject.injected or vector == subject.vector)
+    intercept = _exception_intercept(m, vector, event_type)
+    if intercept is not None:
+        exit_code = ExitCode.for_exception(vector)
+        if intercept is Level.L0:
+            m.debug_exit_pending = True
+        return vmexit(
+            m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", f"{Vector(vector).mnemonic} intercepted", next_ip
+        )
+    ev = InFlight(
+        vector=vector,
+        type=event_type,
+        error_code=error_code,
+        return_rip=rip if fault else next_ip,
+        start_rip=rip,
+        injected=False,
+        dpl_checked=dpl,
+        from_instruction=not fault,
+        subject=is_subject,
+    )
+    m.log(Actor.CPU, Action.DELIVER, rule, f"{rip:#x} raises vector {vector:#x} ({event_type.name.lower()})")
+    return deliver(m, ev)
+
+
+def _exception_intercept(m: Machine, vector: int, event_type: EventType) -> Level | None:
+    """Who intercepts an exception raised by a guest instruction; INT n never triggers one (H-19)."""
+    if event_type is not EventType.EXCEPTION:
+        return None
+    nesting = m.program.setup.nesting
+    if m.kvm.guest_mode and nesting is not None and vector in nesting.intercepted_exceptions:
+        return Level.L1
+    if vector == Vector.BP and m.program.options.guest_debug_sw_bp:
+        return Level.L0
+    return None

@@ -1,0 +1,358 @@
+"""The simulated vCPU: VMCBs, KVM's per-vCPU state, guest memory, and the recorder of observations and trace.
+
+A `Machine` lives for one `run(program)` and is mutated in place: it is the object with identity the model
+simulates (one vCPU), like KVM's `struct vcpu_svm`. Everything that leaves the engine — records, trace entries,
+the `Result` — is frozen. Fields are named after the VMCB and KVM fields of kvm.md § 0.2.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from dsl.engine import events
+from dsl.engine.program import DEFAULT_RFLAGS, Event, IdtGate, Program, VectoringFault
+from dsl.engine.result import (
+    RFLAGS_RF,
+    Action,
+    Change,
+    Delivery,
+    ExitRecord,
+    SoftIntRecord,
+    TraceEntry,
+    Vmcb12Exit,
+    VmrunRecord,
+)
+from dsl.engine.vocab import (
+    Actor,
+    CpuMode,
+    EventType,
+    HardwareProfile,
+    Outcome,
+    PageTable,
+    Protection,
+)
+
+PAGE_SHIFT = 12
+ADDRESS_MASK_32 = 0xFFFF_FFFF
+ADDRESS_MASK_16 = 0xFFFF
+RFLAGS_TF = 1 << 8
+RFLAGS_IF = 1 << 9
+RFLAGS_OF = 1 << 11
+#: Where the model places interrupt handlers: they never execute bytes, the handler "returns" (IRET) when run.
+HANDLER_BASE = 0xFFFF_0000
+HANDLER_STRIDE = 0x10
+
+
+def page_of(address: int) -> int:
+    return address >> PAGE_SHIFT
+
+
+@attrs.define(eq=False)
+class Vmcb:
+    """One VMCB: the control fields of H-1 and the save-area fields the model uses."""
+
+    rip: int = 0
+    cs_base: int = 0
+    rflags: int = DEFAULT_RFLAGS
+    int_shadow: bool = False
+    event_inj: int = 0
+    event_inj_err: int = 0
+    exit_code: int = 0
+    exit_int_info: int = 0
+    exit_int_info_err: int = 0
+    next_rip: int = 0
+
+
+@attrs.define(eq=False)
+class EventQueue:
+    """KVM's event queue (x86.c): one exception, the NMI slot and one interrupt, each pending or injected.
+
+    `subject` marks that the queued event is the scenario's subject (or its chain), for the outcome.
+    """
+
+    exception_pending: bool = False
+    exception_injected: bool = False
+    exception_vector: int = 0
+    exception_error: int | None = None
+    nmi_pending: bool = False
+    nmi_injected: bool = False
+    interrupt_injected: bool = False
+    interrupt_nr: int = 0
+    interrupt_soft: bool = False
+    subject: bool = False
+
+    def clear_exception(self) -> None:
+        self.exception_pending = False
+        self.exception_injected = False
+
+    def clear_all(self) -> None:
+        """kvm_clear_exception_queue + kvm_clear_interrupt_queue + nmi_injected = false."""
+        self.exception_pending = self.exception_injected = False
+        self.nmi_injected = False
+        self.interrupt_injected = False
+        self.subject = False
+
+    def empty(self) -> bool:
+        return not (
+            self.exception_pending
+            or self.exception_injected
+            or self.nmi_pending
+            or self.nmi_injected
+            or self.interrupt_injected
+        )
+
+    def requeued_encoding(self) -> int:
+        """The queued re-injection as EVENTINJ would encode it (for vmcb12 EXITINTINFO, K-5.19-24)."""
+        if self.exception_injected:
+            return events.encode(self.exception_vector, EventType.EXCEPTION, self.exception_error)
+        if self.nmi_injected:
+            return events.encode(0, EventType.NMI)
+        if self.interrupt_injected:
+            kind = EventType.SOFT if self.interrupt_soft else EventType.INTR
+            return events.encode(self.interrupt_nr, kind)
+        return 0
+
+
+@attrs.define(eq=False)
+class Vmcb12:
+    """L1's vmcb12 as KVM caches it: control fields and the L2 save-area fields used (K-6.0-19, K-6.0-20)."""
+
+    event_inj: int = 0
+    event_inj_err: int = 0
+    next_rip: int = 0
+    rip: int = 0
+    cs_base: int = 0
+
+
+@attrs.define(eq=False)
+class Kvm:
+    """KVM's per-vCPU state (kvm.md § 0.2)."""
+
+    nrips: bool  # effective module parameter (K-5.19-1)
+    next_rip: int = 0  # svm->next_rip
+    int3_injected: int = 0
+    int3_rip: int = 0
+    soft_int: SoftIntRecord = attrs.Factory(SoftIntRecord)
+    nmi_l1_to_l2: bool = False
+    nmi_masked: bool = False  # HF_NMI_MASK of the vCPU (L1's when nested)
+    queue: EventQueue = attrs.Factory(EventQueue)
+    guest_mode: bool = False  # running L2
+    nested_run_pending: bool = False
+    vmcb12: Vmcb12 = attrs.Factory(Vmcb12)
+    insn_emulation_fail: int = 0
+
+
+@attrs.frozen
+class InFlight:
+    """An event the CPU is delivering: what it is, where its frame returns to, and where delivery started."""
+
+    vector: int
+    type: EventType
+    error_code: int | None
+    return_rip: int | None
+    start_rip: int  # the RIP from which delivery started (a secondary fault's frame, H-16)
+    injected: bool  # from EVENTINJ
+    dpl_checked: bool  # INT n / INT3 / INTO semantics (H-7)
+    from_instruction: bool  # raised by a guest instruction (reported as type 3/4 per H-4)
+    subject: bool
+    external: bool = False
+    maps_page: int | None = None  # a guest #PF on an instruction fetch: its handler maps this page
+
+
+@attrs.frozen
+class Frame:
+    """An exception frame on the guest stack: the handler's IRET returns to `return_rip` with `rflags`."""
+
+    vector: int
+    return_rip: int | None
+    rflags: int
+    maps_page: int | None = None  # a guest #PF handler for a fetch fault maps this page before returning
+
+
+@attrs.define(eq=False)
+class Subject:
+    """The event the scenario is about: the first one raised by a guest instruction or injected."""
+
+    vector: int
+    type: EventType
+    rip: int  # RIP of its instruction, or RIP when it was injected
+    linear: int
+    injected: bool  # no guest instruction raised it (userspace, guest debug, L1)
+    original: bytes  # the bytes of its instruction when it was raised (empty when injected)
+    arch_return: int | None  # the architecturally right return address
+    deliveries: int = 0
+    requeued: bool = False
+    reinjected: bool = False
+    dropped: bool = False
+    retried: bool = False
+    reflected: bool = False  # handed to L1 in vmcb12 EXITINTINFO
+
+
+@attrs.define(eq=False)
+class Machine:
+    """The vCPU under simulation and everything observed so far."""
+
+    program: Program
+    mode: CpuMode
+    cpl: int
+    gif: bool
+    vmcb01: Vmcb
+    vmcb02: Vmcb
+    kvm: Kvm
+    memory: dict[int, int]
+    missing: dict[PageTable, set[int]]
+    idt: dict[int, IdtGate]
+    breakpoints: dict[int, int]  # linear address → DR slot
+    frames: list[Frame] = attrs.Factory(list)
+    armed_faults: list[VectoringFault] = attrs.Factory(list)
+    armed_exits: list[int] = attrs.Factory(list)
+    cancel_armed: bool = False
+    in_guest: bool = False
+    l1_has_control: bool = False
+    subject: Subject | None = None
+    anomaly: Outcome | None = None
+    debug_exit_pending: bool = False
+    inj_subject: bool = False  # the EVENTINJ now in the VMCB carries the subject (or its chain)
+    stale_next_rip: bool = False  # VMCB next_rip was left by an intercepted instruction L0 already skipped
+    arch_return: int | None = None  # the architectural policy's memory of a requeued event's return address
+    arch_origin: int | None = None  # RIP before the architectural policy advanced it (CPU without NRIPS)
+    qemu_event_slot: int = 0  # QEMU TCG's in-flight EVENTINJ copy (Q-8)
+    breakpoint_hits: dict[int, int] = attrs.Factory(dict)
+    spurious_db: bool = False
+    entries: int = 0
+    # Records.
+    vmruns: list[VmrunRecord] = attrs.Factory(list)
+    exits: list[ExitRecord] = attrs.Factory(list)
+    deliveries: list[Delivery] = attrs.Factory(list)
+    requeued: list[int] = attrs.Factory(list)
+    vmcb12_exits: list[Vmcb12Exit] = attrs.Factory(list)
+    tracepoints: list[str] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+    rules: list[str] = attrs.Factory(list)
+    trace: list[TraceEntry] = attrs.Factory(list)
+    pending_exception_seen: int | None = None
+    debug_exits: int = 0
+    l1_nmi_masked: bool = False
+
+    # -- the current VMCB and guest registers ----------------------------------------------------------------------
+
+    @property
+    def vmcb(self) -> Vmcb:
+        """The VMCB KVM runs the guest with: vmcb02 while L2 runs, else vmcb01."""
+        return self.vmcb02 if self.kvm.guest_mode else self.vmcb01
+
+    @property
+    def profile(self) -> HardwareProfile:
+        return self.program.profile
+
+    @property
+    def cpu_nrips(self) -> bool:
+        """Whether the CPU has NRIPS (H-2, Q-1)."""
+        return self.program.profile is HardwareProfile.AMD_NRIPS
+
+    @property
+    def protection(self) -> Protection:
+        return self.program.options.protection
+
+    @property
+    def state_protected(self) -> bool:
+        """SEV-ES / SNP: KVM cannot read or write guest registers (K-5.19-4, K-6.0-31)."""
+        return self.protection in (Protection.SEV_ES, Protection.SEV_SNP)
+
+    def linear(self, rip: int, cs_base: int | None = None) -> int:
+        """Linear address of CS:rip (H-31): RIP in 64-bit mode, else (CS.base + EIP) mod 2^32."""
+        if self.mode is CpuMode.LONG_64:
+            return rip
+        base = self.vmcb.cs_base if cs_base is None else cs_base
+        return (base + rip) & ADDRESS_MASK_32
+
+    def linear_rip(self) -> int:
+        """kvm_get_linear_rip (K-5.19-4): 0 for protected state, else the linear address of RIP."""
+        return 0 if self.state_protected else self.linear(self.vmcb.rip)
+
+    def is_linear_rip(self, comparand: int) -> bool:
+        """kvm_is_linear_rip: compares with a full-width, never truncated sum (K-5.19-4)."""
+        return self.linear_rip() == comparand
+
+    def rip_mask(self) -> int:
+        """RIP width of the mode: truncation for next-RIP arithmetic (H-32)."""
+        bits = self.mode.bitness
+        return (1 << bits) - 1
+
+    def gate(self, vector: int) -> IdtGate:
+        return self.idt.get(vector) or IdtGate(vector)
+
+    def handler_address(self, vector: int) -> int:
+        return HANDLER_BASE + vector * HANDLER_STRIDE
+
+    # -- memory ----------------------------------------------------------------------------------------------------
+
+    def read(self, linear: int, length: int) -> bytes:
+        """Guest bytes at a linear address (unwritten memory reads as 0), wrapping at 4 GiB outside 64-bit mode."""
+        if self.mode is CpuMode.LONG_64:
+            return bytes(self.memory.get(linear + i, 0) for i in range(length))
+        return bytes(self.memory.get((linear + i) & ADDRESS_MASK_32, 0) for i in range(length))
+
+    def write(self, linear: int, data: bytes) -> None:
+        for offset, byte in enumerate(data):
+            self.memory[linear + offset] = byte
+
+    def first_missing_page(self, table: PageTable, linear: int, length: int) -> int | None:
+        """The first page of [linear, linear+length) missing from `table`; None if all are present."""
+        missing = self.missing[table]
+        if not missing:
+            return None
+        for page in range(page_of(linear), page_of(linear + max(length, 1) - 1) + 1):
+            if page in missing:
+                return page
+        return None
+
+    # -- recording -------------------------------------------------------------------------------------------------
+
+    def log(self, actor: Actor, action: Action, rule: str, message: str, *changes: Change) -> None:
+        """Append one trace entry; the rule also joins the set the outcome's evidence is computed from."""
+        self.trace.append(TraceEntry(actor, action, rule, message, changes))
+        if rule and rule not in self.rules:
+            self.rules.append(rule)
+
+    def put(self, target: object, name: str, value: object, label: str = "") -> Change:
+        """Set `target.name` and return the change for the trace (`label` prefixes the field name)."""
+        old = getattr(target, name)
+        setattr(target, name, value)
+        return Change(f"{label}{name}", old, value)
+
+    def set_anomaly(self, outcome: Outcome) -> None:
+        """The first anomaly (host BUG, VMEXIT_INVALID, …) decides the outcome."""
+        if self.anomaly is None:
+            self.anomaly = outcome
+
+    def record_vmrun(self, failed: bool = False) -> None:
+        vmcb = self.vmcb
+        self.vmruns.append(
+            VmrunRecord(
+                event_inj=vmcb.event_inj,
+                event_inj_err=vmcb.event_inj_err,
+                next_rip=vmcb.next_rip,
+                rip=vmcb.rip,
+                cs_base=vmcb.cs_base,
+                rflags=vmcb.rflags,
+                interrupt_shadow=vmcb.int_shadow,
+                nested=self.kvm.guest_mode,
+                exits_before=len(self.exits),
+                soft_int=self.kvm.soft_int,
+                int3_injected=self.kvm.int3_injected,
+                int3_rip=self.kvm.int3_rip,
+                failed=failed,
+            )
+        )
+
+    def new_event(self, event: Event) -> int:
+        """EVENTINJ encoding of an Event."""
+        return events.encode(event.vector, event.type, event.error_code)
+
+    def clear_rf(self) -> Change | None:
+        """Clear RFLAGS.RF in the current VMCB; None when it was already clear."""
+        vmcb = self.vmcb
+        if not vmcb.rflags & RFLAGS_RF:
+            return None
+        return self.put(vmcb, "rflags", vmcb.rflags & ~RFLAGS_RF)
