@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from dsl.engine.catalog import policies, profiles
+from dsl.errors import SvmError
 from dsl.runtime.discover import scenario_files
 from dsl.runtime.genfiles import write_atomically
 from dsl.runtime.loader import display_path, load
+from dsl.syntax.formatter import format_text
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,20 +41,13 @@ def check_command(args: argparse.Namespace) -> int:
 
 def fmt_command(args: argparse.Namespace) -> int:
     """Rewrite files in canonical form (the language's formatter); with --check, list those that would change."""
-    from dsl.errors import SvmError
-
-    try:  # the language's formatter (issue 3)
-        format_text = importlib.import_module("dsl.syntax.format").format_text
-    except (ModuleNotFoundError, AttributeError):
-        print("svmdsl fmt: error: this installation has no formatter (dsl.syntax.format)", file=sys.stderr)
-        return EXIT_FAILED
 
     changed: list[str] = []
     bad = 0
     for file in scenario_files(tuple(args.paths)):
         text = file.path.read_text(encoding="utf-8")
         try:
-            formatted: str = format_text(text, display_path(file.path))
+            formatted = format_text(text, display_path(file.path))
         except SvmError as error:
             bad += 1
             print(error.render(), file=sys.stderr)

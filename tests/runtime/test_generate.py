@@ -31,7 +31,7 @@ from dsl.compiler.generate import (
 HOSTILE_TITLES = (
     'say "hi"',
     "it's",
-    'both \' and "',
+    "both ' and \"",
     '"""); import os; os.system("echo pwned"); ("""',
     "{{ 7 * 7 }} {% raw %}",
     "back\\slash\\",
@@ -42,7 +42,9 @@ HOSTILE_TITLES = (
 
 
 def _module(*titles: str, tags: tuple[str, ...] = ()) -> SuiteModule:
-    cases = tuple(SuiteCase(title, line=10 + i, policy="kvm-6.0", row=None, tags=tags) for i, title in enumerate(titles))
+    cases = tuple(
+        SuiteCase(title, line=10 + i, policy="kvm-6.0", row=None, tags=tags) for i, title in enumerate(titles)
+    )
     return SuiteModule(source="../scenarios/x.svm", inputs_digest="0" * 64, cases=cases)
 
 
