@@ -183,7 +183,8 @@ def test_gen_check_prints_a_diff_when_stale(library: Path) -> None:
     check = svmdsl("gen", "--check", "scenarios/", "-o", "generated/", cwd=library)
     assert check.returncode == 1
     assert "--- a/generated/test_seed__held.py" in check.stdout
-    assert "-        line=8," in check.stdout and "+        line=9," in check.stdout
+    assert "-        line=8," in check.stdout
+    assert "+        line=9," in check.stdout
 
 
 def test_gen_never_overwrites_a_hand_edited_file_without_force(library: Path) -> None:

@@ -64,7 +64,8 @@ def _calls(source: str) -> list[tuple[str, str]]:
 def test_py_str_is_a_single_line_literal_that_evaluates_back_to_the_text(text: str) -> None:
     """Any text, however hostile, becomes one physical line of Python that evaluates to exactly that text."""
     literal = py_str(text)
-    assert "\n" not in literal and "\r" not in literal
+    assert "\n" not in literal
+    assert "\r" not in literal
     assert python_ast.literal_eval(literal) == text
 
 
@@ -136,14 +137,16 @@ def test_identifiers_are_validated_not_repaired(word: str) -> None:
 def test_comment_text_is_one_line(text: str) -> None:
     """Comment text can never end the comment early."""
     rendered = comment_text(text)
-    assert rendered.isascii() and rendered.isprintable()
+    assert rendered.isascii()
+    assert rendered.isprintable()
 
 
 @given(st.text(alphabet=st.characters(codec="ascii"), min_size=1).map(lambda s: "t" + s))
 def test_marker_names_are_identifiers_that_pytest_accepts(tag: str) -> None:
     """Every tag becomes a marker name that is an identifier, not a keyword and not one of pytest's own markers."""
     name = marker_name(tag)
-    assert name.isidentifier() and not keyword.iskeyword(name)
+    assert name.isidentifier()
+    assert not keyword.iskeyword(name)
     assert not name.startswith("_")
     assert name not in PYTEST_BUILTIN_MARKERS
 

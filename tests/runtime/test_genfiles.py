@@ -21,7 +21,8 @@ def test_an_edited_body_no_longer_matches_its_header() -> None:
     """Editing a generated file by hand is detectable from the file alone."""
     edited = compose(BODY, "ab" * 32).replace("X = 1", "X = 2")
     header = read_header(edited)
-    assert header is not None and not header.body_intact
+    assert header is not None
+    assert not header.body_intact
 
 
 def test_a_file_without_our_header_is_not_ours() -> None:
