@@ -1,0 +1,151 @@
+"""Direct collection of `.svm` files by the pytest plugin (issue 4, item 3), exercised with `pytester`."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+TWO_SCENARIOS = """\
+// Two scenarios under architectural, with tags.
+background:
+  policies architectural
+  paging shadow
+  code at 0x1000: int3
+
+@seed
+scenario "INT3 cut short by a #PF":
+  source "EX-01"
+  guest executes int3
+  vectoring hits #PF intercepted by L0
+  run
+  expect delivered #BP with return rip=0x1001
+
+@nested-l1 @skip
+scenario "INT3 delivered at once":
+  source "EX-05"
+  guest executes int3
+  run
+  expect delivery_count == 1
+"""
+
+INI = """\
+[pytest]
+svm_paths = scenarios
+addopts = --strict-markers -p no:cacheprovider
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A project with `svm_paths = scenarios` and one scenario file in it."""
+    pytester.makefile(".ini", pytest=INI)
+    (pytester.path / "scenarios").mkdir()
+    (pytester.path / "scenarios" / "two.svm").write_text(TWO_SCENARIOS)
+    return pytester
+
+
+def test_one_item_per_scenario_and_policy_with_slug_node_ids(project: pytest.Pytester) -> None:
+    result = project.runpytest("--collect-only", "-q")
+    result.stdout.fnmatch_lines(
+        [
+            "scenarios/two.svm::int3_cut_short_by_a_pf[[]architectural[]]",
+            "scenarios/two.svm::int3_delivered_at_once[[]architectural[]]",
+            "*2 tests collected*",
+        ]
+    )
+
+
+def test_outline_rows_are_items_of_their_own(project: pytest.Pytester) -> None:
+    (project.path / "scenarios" / "hostile.svm").write_text((FIXTURES / "hostile.svm").read_text())
+    result = project.runpytest("--collect-only", "-q", "scenarios/hostile.svm")
+    result.stdout.fnmatch_lines(["*outline_at_at[[]architectural-row1[]]", "*outline_at_at[[]architectural-row2[]]"])
+
+
+def test_held_scenarios_pass(project: pytest.Pytester) -> None:
+    project.runpytest().assert_outcomes(passed=2)
+
+
+def test_svm_files_outside_svm_paths_are_not_collected_unless_named(project: pytest.Pytester) -> None:
+    """Fixture files elsewhere are left alone; naming a `.svm` file on the command line collects it."""
+    (project.path / "elsewhere").mkdir()
+    (project.path / "elsewhere" / "two.svm").write_text(TWO_SCENARIOS)
+    project.runpytest("elsewhere").assert_outcomes()
+    project.runpytest("elsewhere/two.svm").assert_outcomes(passed=2)
+
+
+def test_dash_k_selects_by_scenario_name(project: pytest.Pytester) -> None:
+    project.runpytest("-k", "cut_short").assert_outcomes(passed=1)
+    project.runpytest("-k", "delivered and not cut").assert_outcomes(passed=1)
+
+
+def test_tags_are_registered_markers(project: pytest.Pytester) -> None:
+    """`-m` selects by tag under `--strict-markers`; a tag named like a pytest marker cannot skip the test."""
+    project.runpytest("-m", "seed").assert_outcomes(passed=1)
+    project.runpytest("-m", "nested_l1").assert_outcomes(passed=1)
+    project.runpytest("-m", "tag_skip").assert_outcomes(passed=1)
+
+
+def test_failure_shows_the_svm_line_caret_expected_actual_and_trace(project: pytest.Pytester) -> None:
+    (project.path / "scenarios" / "fails.svm").write_text((FIXTURES / "fails.svm").read_text())
+    result = project.runpytest("scenarios/fails.svm")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*INT3 with a wrong expected return address [[]architectural[]]*",
+            "scenarios/fails.svm:11:3: expectation failed: expect delivered #BP with return rip=0x1000",
+            "   11 |   expect delivered #BP with return rip=0x1000",
+            "      |   ^*",
+            "  expected: 0x1000",
+            "  actual:   0x1001",
+            "trace:",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert "runtest" not in result.stdout.str()  # no framework internals in the report
+
+
+def test_reportinfo_points_at_the_scenario_line(project: pytest.Pytester) -> None:
+    items = project.getitems(project.path / "scenarios" / "two.svm")
+    assert [item.location[1] + 1 for item in items] == [8, 16]  # pytest's line numbers are 0-based
+    assert items[0].location[2] == "INT3 cut short by a #PF [architectural]"
+
+
+def test_a_broken_file_is_a_clean_collection_error(project: pytest.Pytester) -> None:
+    (project.path / "scenarios" / "broken.svm").write_text((FIXTURES / "broken.svm").read_text())
+    result = project.runpytest()
+    result.assert_outcomes(errors=1)  # pytest stops before running anything when collection fails
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR collecting scenarios/broken.svm*",
+            "scenarios/broken.svm:6:18: error: unknown fault '#PG'",
+            "    6 |   vectoring hits #PG intercepted by L0",
+            "  hint: did you mean #PF?",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_junitxml_records_each_case_and_its_failure(project: pytest.Pytester) -> None:
+    (project.path / "scenarios" / "fails.svm").write_text((FIXTURES / "fails.svm").read_text())
+    project.runpytest("--junitxml=report.xml")
+    root = ET.parse(project.path / "report.xml").getroot()
+    cases = root.findall(".//testcase")
+    assert len(cases) == 3
+    failures = [case.find("failure") for case in cases if case.find("failure") is not None]
+    assert len(failures) == 1
+    failure = failures[0]
+    assert failure is not None
+    assert "scenarios/fails.svm:11:3" in (failure.text or "")
+
+
+def test_works_under_xdist_with_two_workers(project: pytest.Pytester) -> None:
+    """Items, failures and collection errors cross process boundaries (`-n 2`)."""
+    (project.path / "scenarios" / "fails.svm").write_text((FIXTURES / "fails.svm").read_text())
+    (project.path / "scenarios" / "broken.svm").write_text((FIXTURES / "broken.svm").read_text())
+    result = project.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*scenarios/fails.svm:11:3: expectation failed*"])
