@@ -16,7 +16,7 @@ import attrs
 NO_FILE = "<string>"
 
 #: A token-ish run under the caret: the caret is widened to cover it (`#PF`, `kvm-6.0`, `0x1000`).
-_WORD_AT_CARET = re.compile(r"[#@\w.\-]+|\"[^\"\n]*\"?|\S")
+_WORD_AT_CARET = re.compile(r"<[\w\-]+>|[#@\w.\-]+|\"[^\"\n]*\"?|\S")
 
 
 @attrs.frozen

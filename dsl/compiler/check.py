@@ -14,6 +14,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
+import attrs
+
 from dsl.compiler.assemble import MNEMONICS, AssembleError, assemble
 from dsl.engine.vocab import CpuMode, PolicyName, policy_by_name
 from dsl.errors import Diagnostic, Loc, Severity, SvmCheckError, make_diagnostic, sort_diagnostics
@@ -157,8 +159,19 @@ class _Checker:
             if column not in used:
                 self.error(examples.loc, f"column '{column}' is not used by any <{column}> placeholder")
         for scenario in outline.scenarios:
+            before = len(self.diagnostics)
             self.duplicates(scenario.statements)
             self.block(shared, scenario.statements)
+            if scenario.example is not None:
+                self.name_row(before, scenario.example)
+
+    def name_row(self, since: int, row: ast.ExampleRow) -> None:
+        """Say which examples row a problem found in an outline's expansion comes from."""
+        note = f"examples row at line {row.loc.line}: | {' | '.join(row.cells)} |"
+        for index in range(since, len(self.diagnostics)):
+            found = self.diagnostics[index]
+            hint = f"{found.hint} ({note})" if found.hint else f"in the {note}"
+            self.diagnostics[index] = attrs.evolve(found, hint=hint)
 
     # --- one scenario -----------------------------------------------------------------------------------------
 

@@ -133,9 +133,39 @@ def error_examples() -> dict[str, list[str]]:
     return table
 
 
+def _state_key(error: UnexpectedInput) -> tuple[int, frozenset[str]]:
+    """(LALR state, accepted terminals) of a failure: what `UnexpectedInput.match_examples` compares.
+
+    Matching is done here rather than with `match_examples`, whose debug logging raises a TypeError when the
+    contextual lexer reports the state as a ParserState object (lark 1.3).
+    """
+    state = error.state
+    position = getattr(state, "position", state)
+    accepted = getattr(error, "accepts", None) or getattr(error, "expected", None) or getattr(error, "allowed", ())
+    return (position if isinstance(position, int) else -1, frozenset(accepted or ()))
+
+
+def _token_type(error: UnexpectedInput) -> str | None:
+    return error.token.type if isinstance(error, UnexpectedToken) else None
+
+
+@functools.cache
+def _example_index() -> tuple[dict[tuple[int, frozenset[str], str | None], str], dict[tuple[int, frozenset[str]], str]]:
+    """Each example's failure key → its label; the first example wins when two share a key."""
+    by_token: dict[tuple[int, frozenset[str], str | None], str] = {}
+    by_state: dict[tuple[int, frozenset[str]], str] = {}
+    for label, snippets in error_examples().items():
+        for snippet in snippets:
+            try:
+                parser().parse(snippet)
+            except UnexpectedInput as failure:
+                key = _state_key(failure)
+                by_token.setdefault((*key, _token_type(failure)), label)
+                by_state.setdefault(key, label)
+    return by_token, by_state
+
+
 def _match_label(error: UnexpectedInput) -> str | None:
-    try:
-        label = error.match_examples(parser().parse, error_examples(), use_accepts=True)
-    except Exception:
-        return None
-    return str(label) if label is not None else None
+    by_token, by_state = _example_index()
+    key = _state_key(error)
+    return by_token.get((*key, _token_type(error))) or by_state.get(key)

@@ -9,6 +9,8 @@ row named in a hint.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import attrs
 
@@ -131,8 +133,9 @@ def _expand_row(
     substitutions: dict[int, tuple[_Substitution, ...]] = {}
     for template in outline.template:
         substituted, subs = substitute(template.text, values)
-        lines[template.loc.line] = " " * (template.loc.column - 1) + substituted
-        substitutions[template.loc.line] = subs
+        indent = template.loc.column - 1
+        lines[template.loc.line] = " " * indent + substituted
+        substitutions[template.loc.line] = tuple(attrs.evolve(sub, column=sub.column + indent) for sub in subs)
     first = min(lines, default=outline.loc.line + 1)
     # The header goes on the line before the first template line, which the outline's header always occupies
     # or precedes; the template lines keep their own line numbers and indentation.
@@ -149,6 +152,23 @@ def _expand_row(
     scenario = parsed.items[0]
     assert isinstance(scenario, ast.Scenario)
     title, _ = substitute(outline.title, values)
-    return ast.Scenario(
-        title, outline.tags, outline.sources, outline.description, scenario.statements, row, loc=outline.loc
-    )
+
+    def template_loc(loc: Loc) -> Loc:
+        subs = substitutions.get(loc.line)
+        return loc if subs is None else attrs.evolve(loc, column=_map_column(loc.column, subs))
+
+    statements = tuple(_relocate(s, template_loc) for s in scenario.statements)
+    return ast.Scenario(title, outline.tags, outline.sources, outline.description, statements, row, loc=outline.loc)
+
+
+_T = TypeVar("_T")
+
+
+def _relocate(node: _T, move: Callable[[Loc], Loc]) -> _T:
+    """`node` with every location moved by `move` (columns of a substituted line → template columns)."""
+    if isinstance(node, tuple):
+        return tuple(_relocate(item, move) for item in node)  # type: ignore[return-value]
+    if not attrs.has(type(node)) or isinstance(node, Loc):
+        return node
+    changes = {f.name: _relocate(getattr(node, f.name), move) for f in attrs.fields(type(node)) if f.name != "loc"}
+    return attrs.evolve(node, loc=move(node.loc), **changes)  # type: ignore[misc, attr-defined]

@@ -358,6 +358,9 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
             c[0], fields.get("return_rip"), fields.get("error_code"), False, loc=self._loc(meta)
         )
 
+    def expect_delivered_outcome(self, meta: Meta, c: list[Any]) -> ast.OutcomeExpectation:
+        return ast.OutcomeExpectation(ast.Outcome.DELIVERED, c[0], loc=self._loc(meta))
+
     def expect_not_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation:
         return ast.DeliveredExpectation(c[0], None, None, True, loc=self._loc(meta))
 
@@ -380,6 +383,8 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
 
     def expect_field(self, meta: Meta, c: list[Any]) -> ast.FieldExpectation:
         observable, *middle, comparison, value = c
+        if isinstance(observable, Token):  # the `delivered` observable, lexed as its keyword
+            observable = ast.Name(str(observable), loc=self._tok_loc(observable))
         pick = middle[0] if middle else None
         return ast.FieldExpectation(observable, pick, comparison, value, loc=self._loc(meta))
 
