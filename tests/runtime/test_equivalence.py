@@ -73,9 +73,9 @@ def _verdict(testcase: ET.Element) -> str:
 def test_direct_collection_and_generated_modules_give_the_same_verdicts(tmp_path: Path) -> None:
     report = tmp_path / "both.xml"
     env = {**os.environ, "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "pytest", "scenarios", "generated", "-q", "-p", "no:cacheprovider", "-n", "0"]
     subprocess.run(
-        [sys.executable, "-m", "pytest", "scenarios", "generated", "-q", "-p", "no:cacheprovider", "-n", "0"]
-        + [f"--junitxml={report}", "-o", "junit_family=xunit1"],
+        [*command, f"--junitxml={report}", "-o", "junit_family=xunit1"],
         cwd=ROOT,
         env=env,
         capture_output=True,
