@@ -1,0 +1,213 @@
+"""Run the scenarios through the runtime and gather what each page shows (`collect(paths) -> Site`).
+
+The verdicts come from `dsl.runtime.session.run_paths`, the same run `svmdsl run` reports, so the pages show the
+results of the build that produced them. Titles, descriptions and source citations come from the AST; the set-up
+each state table starts from comes from the lowered case the runtime ran.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import PurePosixPath
+
+import attrs
+
+from dsl.docs.model import CaseView, FileView, MismatchView, ScenarioView, Site, SourceBlock, Status
+from dsl.docs.sequence import build_diagram
+from dsl.docs.states import state_rows
+from dsl.engine.program import L1Vmrun, Program
+from dsl.engine.result import Result
+from dsl.engine.vocab import PolicyName
+from dsl.errors import SvmError
+from dsl.runtime.discover import ScenarioFile, scenario_files
+from dsl.runtime.loader import LoadedFile, load
+from dsl.runtime.runner import find_case
+from dsl.runtime.session import GUEST_VISIBLE, Entry, FileError, run_paths
+from dsl.runtime.values import show
+from dsl.runtime.verdict import Verdict
+from dsl.syntax.parse import parse_text
+
+HTML_SUFFIX = ".html"
+MARKDOWN_SUFFIX = ".md"
+SVG_SUFFIX = ".svg"
+
+_STATUS_OF: dict[Verdict, Status] = {
+    Verdict.HELD: Status.HELD,
+    Verdict.FAILED: Status.FAILED,
+    Verdict.ERROR: Status.ERROR,
+}
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class DocsError(Exception):
+    """The paths cannot be documented as asked (two files would share one page)."""
+
+
+def collect(paths: tuple[str, ...]) -> Site:
+    """Run every scenario under `paths` and build the site's content. Raises `PathProblem` for a bad path."""
+    files = scenario_files(paths)
+    report = run_paths(paths)
+    entries: dict[str, list[Entry]] = defaultdict(list)
+    for entry in report.entries:
+        entries[entry.result.key.file].append(entry)
+    errors: dict[str, FileError] = {error.file: error for error in report.file_errors}
+    views: list[FileView] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        loaded = load(file.path)
+        relative = _relative(file)
+        if relative in seen:
+            raise DocsError(f"{seen[relative]} and {loaded.display} would both be documented as {relative}")
+        seen[relative] = loaded.display
+        error = errors.get(loaded.display)
+        views.append(_file_view(file, loaded, relative, entries[loaded.display], error))
+    views.sort(key=lambda view: (view.topic, view.relative))
+    return Site(tuple(views), _policies(views), _tags(views))
+
+
+def _relative(file: ScenarioFile) -> str:
+    """The file's name on the site: below the folder it was found through (its topic folder first)."""
+    return file.relative.as_posix()
+
+
+def _file_view(
+    file: ScenarioFile, loaded: LoadedFile, relative: str, entries: list[Entry], error: FileError | None
+) -> FileView:
+    stem = PurePosixPath(relative).with_suffix("")
+    page, markdown = f"{stem}{HTML_SUFFIX}", f"{stem}{MARKDOWN_SUFFIX}"
+    if error is not None or loaded.lowered is None:
+        message = error.message if error is not None else "the file could not be loaded"
+        return FileView(relative, file.topic, page, markdown, None, (), _unplace(message, loaded, relative))
+    try:
+        svm = parse_text(loaded.text, loaded.display)
+    except SvmError as problem:  # the loader parsed it already; kept for safety against a changed file
+        return FileView(relative, file.topic, page, markdown, None, (), _unplace(problem.render(), loaded, relative))
+    lines = loaded.text.splitlines()
+    starts = [*sorted(item.loc.line for item in svm.items), len(lines) + 1]
+    anchors: dict[str, int] = {}
+    scenarios = []
+    for item in svm.scenarios:
+        anchor = _unique(_slug(item.title), anchors)
+        mine = [e for e in entries if e.result.key.scenario == item.title]
+        cases = tuple(_case_view(e, loaded, relative, anchor, mine) for e in mine)
+        rows = tuple(dict.fromkeys(c.row for c in cases)) or (None,)
+        scenarios.append(
+            ScenarioView(
+                title=item.title,
+                anchor=anchor,
+                line=item.loc.line,
+                tags=item.tags,
+                sources=item.sources,
+                description=_dedent(item.description or ""),
+                source=_block(lines, item.loc.line, starts),
+                cases=cases,
+                rows=rows,
+            )
+        )
+    background = next((b for b in svm.backgrounds), None)
+    block = _block(lines, background.loc.line, starts) if background is not None else None
+    return FileView(relative, file.topic, page, markdown, block, tuple(scenarios))
+
+
+def _case_view(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, siblings: list[Entry]) -> CaseView:
+    result = entry.result
+    stem = PurePosixPath(relative).with_suffix("")
+    key = result.key
+    case_anchor = f"{anchor}--{_slug(key.policy)}" + (f"--row-{key.row}" if key.row is not None else "")
+    view = CaseView(
+        policy=key.policy,
+        row=key.row,
+        status=_STATUS_OF[result.verdict],
+        anchor=case_anchor,
+        outcome=result.outcome,
+        confirmed=result.confirmed,
+        checks=result.checks,
+        mismatches=tuple(MismatchView(m.line, m.expectation, m.expected, m.actual) for m in result.mismatches),
+        error=_unplace(result.error, loaded, relative) if result.error is not None else None,
+        diverges=entry.diverges,
+    )
+    engine = result.result
+    if engine is None:
+        return view
+    program = _program(loaded, key.scenario, key.policy, key.row)
+    architectural = _architectural(entry, siblings)
+    nested = program is not None and (
+        program.setup.nesting is not None or any(isinstance(step, L1Vmrun) for step in program.steps)
+    )
+    title = f"{key.scenario} under {view.label}: sequence of the engine trace"
+    return attrs.evolve(
+        view,
+        evidence=engine.evidence.value,
+        divergence=explain_divergence(engine, architectural) if entry.diverges and architectural else "",
+        diagram=build_diagram(engine.trace, nested=nested, title=title),
+        states=state_rows(program.setup, engine.trace) if program is not None else (),
+        svg_file=f"{stem}/{case_anchor}{SVG_SUFFIX}",
+    )
+
+
+def explain_divergence(own: Result, architectural: Result) -> str:
+    """One line: each guest-visible observable that differs, with the architectural value."""
+    parts = []
+    for observable in GUEST_VISIBLE:
+        mine, ideal = own.observe(observable), architectural.observe(observable)
+        if mine != ideal or type(mine) is not type(ideal):
+            parts.append(f"{observable.value} {show(mine, observable)} (architectural: {show(ideal, observable)})")
+    return "; ".join(parts)
+
+
+def _architectural(entry: Entry, siblings: list[Entry]) -> Result | None:
+    for other in siblings:
+        key = other.result.key
+        same_place = key.row == entry.result.key.row and other.profile == entry.profile
+        if key.policy == PolicyName.ARCHITECTURAL.value and same_place:
+            return other.result.result
+    return None
+
+
+def _program(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -> Program | None:
+    found = find_case(loaded, scenario, policy, row)
+    return None if isinstance(found, str) else found.program
+
+
+def _block(lines: list[str], first: int, starts: list[int]) -> SourceBlock:
+    """The lines of the item starting at `first`, up to the next item, without trailing blank lines."""
+    end = next(start for start in starts if start > first) - 1
+    chunk = lines[first - 1 : end]
+    while chunk and not chunk[-1].strip():
+        chunk.pop()
+    return SourceBlock(first, "\n".join(chunk) + "\n")
+
+
+def _dedent(text: str) -> str:
+    """A docstring's paragraphs without the scenario's indentation."""
+    lines = [line.strip() for line in text.strip("\n").splitlines()]
+    return "\n".join(lines).strip()
+
+
+def _slug(text: str) -> str:
+    return _NOT_SLUG.sub("-", text.lower()).strip("-") or "scenario"
+
+
+def _unique(slug: str, taken: dict[str, int]) -> str:
+    count = taken.get(slug, 0) + 1
+    taken[slug] = count
+    return slug if count == 1 else f"{slug}-{count}"
+
+
+def _unplace(message: str, loaded: LoadedFile, relative: str) -> str:
+    """A diagnostic naming the file as the site does (the runtime names it from the working directory)."""
+    return message.replace(loaded.display, relative)
+
+
+def _policies(views: list[FileView]) -> tuple[str, ...]:
+    order = {policy.value: index for index, policy in enumerate(PolicyName)}
+    found = {case.policy for view in views for scenario in view.scenarios for case in scenario.cases}
+    return tuple(sorted(found, key=lambda name: (order.get(name, len(order)), name)))
+
+
+def _tags(views: list[FileView]) -> tuple[str, ...]:
+    return tuple(sorted({tag for view in views for scenario in view.scenarios for tag in scenario.tags}))
+
+
+__all__ = ["DocsError", "collect", "explain_divergence"]
