@@ -313,7 +313,8 @@ def _settled(m: Machine) -> bool:
     """Nothing more to watch: the guest is not about to (re-)execute the subject's instruction."""
     subject = m.subject
     if subject is None:
-        return True
+        # Nothing raised yet: keep executing the scenario's own code, stop where no code was written.
+        return m.linear(m.vmcb.rip) not in m.memory
     if m.linear(m.vmcb.rip) != subject.linear:
         return True
     if subject.deliveries == 0:

@@ -45,7 +45,7 @@ class Kvm619(Kvm66):
         derived = decoded.escaped or decoded.prefixed or cross_form
         rule = "K-6.19-7" if matches and derived else "K-6.19-3"
         if matches:
-            m.log(Actor.L0, Action.DECODE, rule, f"opcode check passes for vector {soft_vector:#x}: {why}")
+            m.log(Actor.L0, Action.NOTE, rule, f"opcode check passes for vector {soft_vector:#x}: {why}")
             return True
         m.log(Actor.L0, Action.DROP, "K-6.19-4", f"opcode check fails for vector {soft_vector:#x}: {why}")
         return False
