@@ -6,8 +6,6 @@ Problems are reported per scenario (one diagnostic each, every scenario looked a
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 
 from dsl.compiler.check import check_file
@@ -101,7 +99,7 @@ def _cases(
         )
     configured = _with_executed_code(ctx, scenario, configured)
     configured = _with_l1_exit_intercepts(ctx, scenario, configured)
-    steps: list[engine.Step] = [lower_step(ctx, step, configured) for step in scenario.steps]
+    steps = arm_before_execute([lower_step(ctx, step, configured) for step in scenario.steps])
     injects_from_l1 = any(
         isinstance(step, ast.InjectStep) and step.source is InjectionSource.L1 for step in scenario.steps
     )
@@ -109,13 +107,32 @@ def _cases(
         steps.insert(0, l1_vmrun_from_vmcb12(configured))
     cases = []
     for policy in configured.policies:
-        parts: dict[str, Any] = {"steps": tuple(steps)}  # a keyword dict: see lower_setup.configure
         program = engine.Program(
-            setup=configured.setup, profile=configured.profile, policy=policy, options=configured.options, **parts
+            setup=configured.setup,
+            steps=tuple(steps),
+            profile=configured.profile,
+            policy=policy,
+            options=configured.options,
         )
         checks = lower_expectations(ctx, scenario.expectations, policy, configured.policies)
         cases.append(Case(title, loc, policy, row, program, checks, tags=scenario.tags))
     return tuple(cases)
+
+
+def arm_before_execute(steps: list[engine.Step]) -> list[engine.Step]:
+    """`guest executes int3; vectoring hits #PF` → the engine's order: arm the fault, then execute.
+
+    A scenario states what happens to the delivery of the event the guest just raised; the engine delivers that
+    event while executing, so a fault must be armed before (`VectoringFault` cuts short the *next* delivery).
+    Vectoring steps that directly follow an execute step move in front of it, in their order.
+    """
+    ordered: list[engine.Step] = []
+    for step in steps:
+        if isinstance(step, engine.VectoringFault) and ordered and isinstance(ordered[-1], engine.Execute):
+            ordered.insert(len(ordered) - 1, step)
+        else:
+            ordered.append(step)
+    return ordered
 
 
 def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
@@ -135,8 +152,8 @@ def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Config
                     expected="the instruction that `code at` placed at RIP",
                 )
             return configured
-    changed: dict[str, Any] = {"code": (*setup.code, engine.CodeBytes(address, wanted))}
-    return attrs.evolve(configured, setup=attrs.evolve(setup, **changed))
+    code = (*setup.code, engine.CodeBytes(address, wanted))
+    return attrs.evolve(configured, setup=attrs.evolve(setup, code=code))
 
 
 def _with_l1_exit_intercepts(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
@@ -149,8 +166,6 @@ def _with_l1_exit_intercepts(ctx: Context, scenario: ast.Scenario, configured: C
     if not reasons:
         return configured
     nesting = configured.setup.nesting or engine.Nesting()
-    changed: dict[str, Any] = {
-        "intercepted_exits": nesting.intercepted_exits + tuple(r for r in reasons if r not in nesting.intercepted_exits)
-    }
-    setup = attrs.evolve(configured.setup, nesting=attrs.evolve(nesting, **changed))
+    exits = nesting.intercepted_exits + tuple(r for r in reasons if r not in nesting.intercepted_exits)
+    setup = attrs.evolve(configured.setup, nesting=attrs.evolve(nesting, intercepted_exits=exits))
     return attrs.evolve(configured, setup=setup)

@@ -143,10 +143,14 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
     code = [engine.CodeBytes(address, code_bytes(ctx, written, address, mode)) for address, written in placed]
     if vmcb12 and nesting is None:
         nesting = {}
-    # Passed as keywords from a dict: mypy's attrs plugin cannot type `converter=tuple` fields (see report).
-    setup.update(code=tuple(code), pages=tuple(pages), idt=tuple(idt), breakpoints=tuple(breakpoints))
-    setup["nesting"] = engine.Nesting(**nesting) if nesting is not None else None
-    setup_value = engine.Setup(**setup)
+    setup_value = engine.Setup(
+        **setup,
+        code=tuple(code),
+        pages=tuple(pages),
+        idt=tuple(idt),
+        breakpoints=tuple(breakpoints),
+        nesting=engine.Nesting(**nesting) if nesting is not None else None,
+    )
     return Configured(setup_value, profile, engine.PolicyOptions(**options), policies, policies_loc, vmcb12)
 
 

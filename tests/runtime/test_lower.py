@@ -1,0 +1,205 @@
+"""Lowering (issue 4, item 1): checked scenarios become engine Programs and expectation checks, per policy and row."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from dsl.compiler.lower import Comparison, Probe, lower_file
+from dsl.engine import program as engine
+from dsl.engine.vocab import (
+    CpuMode,
+    EventType,
+    ExitCode,
+    FaultKind,
+    InjectionSource,
+    Level,
+    Observable,
+    Outcome,
+    PageTable,
+    PagingMode,
+    Pick,
+    PolicyName,
+    Vector,
+)
+from dsl.errors import SvmError
+
+EX_01 = """\
+background:
+  profile amd-nrips
+  paging shadow
+  rip 0x1000
+
+@seed
+scenario "EX-01":
+  source "EX-01"
+  policies kvm-5.19, kvm-6.0, architectural
+  code at 0x1000: int3
+  guest executes int3
+  vectoring hits #PF intercepted by L0
+  run
+  expect exit_int_info == 0x80000303
+  expect delivered #BP with return rip=0x1001
+  under kvm-5.19: expect retry
+  under kvm-6.0, architectural: expect reinject with next_rip=0x1001
+"""
+
+
+def test_one_case_per_policy_with_the_scenarios_program() -> None:
+    """EX-01: set-up, steps, profile and policy reach the engine as a Program; nothing about syntax does."""
+    lowered = lower_file(EX_01, "ex01.svm")
+    cases = lowered.cases
+    assert [c.policy for c in cases] == [PolicyName.KVM_5_19, PolicyName.KVM_6_0, PolicyName.ARCHITECTURAL]
+    program = cases[1].program
+    assert program.policy is PolicyName.KVM_6_0
+    assert program.options.paging is PagingMode.SHADOW
+    assert program.setup.rip == 0x1000
+    assert program.setup.code == (engine.CodeBytes(0x1000, b"\xcc"),)
+    # The fault is armed before the guest executes: the engine delivers the #BP while executing the INT3.
+    assert program.steps == (
+        engine.VectoringFault(fault=FaultKind.PF, handled_by=Level.L0),
+        engine.Execute(),
+        engine.Run(),
+    )
+    assert cases[0].tags == ("seed",)
+    assert cases[0].loc.line == 7  # the `scenario` line, not the tag line
+
+
+def test_under_blocks_apply_only_to_their_policies() -> None:
+    """`under kvm-5.19: expect retry` is checked under kvm-5.19 only; plain expectations under every policy."""
+    by_policy = {c.policy: c.checks for c in lower_file(EX_01, "ex01.svm").cases}
+    outcomes = {p: [c.expected for c in checks if c.target is Observable.OUTCOME] for p, checks in by_policy.items()}
+    assert outcomes[PolicyName.KVM_5_19] == [Outcome.RETRY]
+    assert outcomes[PolicyName.KVM_6_0] == [Outcome.REINJECT]
+    assert all(any(c.target is Observable.EXIT_INT_INFO for c in checks) for checks in by_policy.values())
+
+
+def test_short_forms_become_several_checks_at_the_same_line() -> None:
+    """`expect delivered #BP with return rip=0x1001` checks that #BP was delivered and where it returned."""
+    checks = lower_file(EX_01, "ex01.svm").cases[0].checks
+    delivered = [c for c in checks if isinstance(c.target, Probe)]
+    assert [(c.target, c.expected, c.vector, c.event_type) for c in delivered] == [
+        (Probe.DELIVERED, True, Vector.BP, EventType.EXCEPTION),
+        (Probe.RETURN_RIP, 0x1001, Vector.BP, EventType.EXCEPTION),
+    ]
+    assert {c.loc.line for c in delivered} == {15}
+    assert delivered[0].text == "expect delivered #BP with return rip=0x1001"
+
+
+def test_raw_checks_keep_comparison_pick_and_typed_values() -> None:
+    text = """\
+scenario "raw":
+  source "test"
+  policies kvm-6.0
+  guest executes
+  run
+  expect exit_code[last] != hlt; expect delivered == #BP; expect outcome == reinject
+  expect tracepoints contains "kvm_inj_exception"
+"""
+    checks = lower_file(text, "raw.svm").cases[0].checks
+    assert [(c.target, c.comparison, c.expected, c.pick) for c in checks] == [
+        (Observable.EXIT_CODE, Comparison.NE, ExitCode.HLT, Pick.LAST),
+        (Observable.DELIVERED, Comparison.EQ, Vector.BP, Pick.FOCUS),
+        (Observable.OUTCOME, Comparison.EQ, Outcome.REINJECT, Pick.FOCUS),
+        (Observable.TRACEPOINTS, Comparison.CONTAINS, "kvm_inj_exception", Pick.FOCUS),
+    ]
+    assert [c.text for c in checks[:2]] == ["expect exit_code[last] != hlt", "expect delivered == #BP"]
+
+
+def test_outline_rows_become_numbered_cases_located_at_their_row() -> None:
+    text = """\
+scenario outline "INT <n>":
+  source "test"
+  policies architectural
+  mode protected32
+  code at 0x1000: int <n>
+  guest executes int <n>
+  run
+  expect delivered int <n>
+  examples:
+  | n    |
+  | 0x20 |
+  | 0x80 |
+"""
+    cases = lower_file(text, "outline.svm").cases
+    assert [(c.scenario, c.row, c.loc.line) for c in cases] == [("INT <n>", 1, 11), ("INT <n>", 2, 12)]
+    assert [c.program.setup.code[0].data for c in cases] == [b"\xcd\x20", b"\xcd\x80"]
+    assert cases[0].program.setup.mode is CpuMode.PROTECTED_32
+    assert cases[1].checks[0].event_type is EventType.SOFT
+
+
+def test_l1_injection_becomes_an_l1_vmrun_with_vmcb12_fields() -> None:
+    """K-6.0-20: L1 writes vmcb12 EVENTINJ (+ next_rip) and executes VMRUN."""
+    text = """\
+scenario "L1 injects #BP":
+  source "EX-39"
+  policies kvm-6.0
+  l1 with nrips
+  vmcb12 rip 0x4000
+  inject #BP from L1 with next_rip=0x4001
+  vectoring hits #NPF intercepted by L0
+  run
+  expect reinject
+"""
+    program = lower_file(text, "nested.svm").cases[0].program
+    assert program.setup.nesting == engine.Nesting(l1_nrips=True)
+    assert program.steps[0] == engine.L1Vmrun(event_inj=0x80000303, rip=0x4000, next_rip=0x4001)
+
+
+def test_userspace_injection_and_page_steps() -> None:
+    text = """\
+scenario "userspace #BP":
+  source "EX-21"
+  policies kvm-6.0
+  page 0x7000 not present in host
+  inject #BP from userspace
+  page 0x7000 mapped in host
+  run
+  expect delivered #BP
+"""
+    program = lower_file(text, "user.svm").cases[0].program
+    assert program.setup.pages == (engine.PagePresence(0x7000, PageTable.HOST, False),)
+    assert program.steps[:2] == (
+        engine.Inject(InjectionSource.USERSPACE, engine.Event(Vector.BP, EventType.EXCEPTION)),
+        engine.SetPage(0x7000, PageTable.HOST, True),
+    )
+
+
+def test_lowered_cases_pickle() -> None:
+    """Cases cross process boundaries under pytest-xdist."""
+    cases = lower_file(EX_01, "ex01.svm").cases
+    assert pickle.loads(pickle.dumps(cases)) == cases
+
+
+def test_an_executed_instruction_that_is_not_at_rip_is_an_error_at_its_line() -> None:
+    text = """\
+scenario "mismatch":
+  source "test"
+  policies kvm-6.0
+  code at 0x1000: into
+  guest executes int3
+"""
+    with pytest.raises(SvmError) as raised:
+        lower_file(text, "mismatch.svm")
+    assert raised.value.loc.line == 5
+    assert "not this instruction" in raised.value.render()
+
+
+def test_problems_are_reported_for_every_scenario_not_only_the_first() -> None:
+    text = """\
+scenario "first":
+  source "test"
+  policies kvm-6.0
+  code at 0x1000: into
+  guest executes int3
+
+scenario "second":
+  source "test"
+  policies kvm-6.0
+  code at 0x1000: nop
+  guest executes int3
+"""
+    with pytest.raises(SvmError) as raised:
+        lower_file(text, "two.svm")
+    assert [d.loc.line for d in raised.value.diagnostics] == [5, 11]

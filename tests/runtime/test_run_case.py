@@ -1,0 +1,125 @@
+"""The runtime API (issue 4, item 2): `run_case` verdicts, explanations, caching, terminal helpers."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+import dsl
+from dsl.runtime.loader import clear_cache, load
+from dsl.runtime.runner import run_case
+from dsl.runtime.session import run_paths
+from dsl.runtime.term import Colour, Painter, Progress, wants_colour
+from dsl.runtime.verdict import Verdict
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_a_case_whose_expectations_hold_is_held() -> None:
+    """EX-01 under architectural: #BP delivered once with return address 0x1001."""
+    result = run_case(FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PF", "architectural")
+    assert result.verdict is Verdict.HELD, result.explain()
+    assert result.checks == 3
+    assert result.explain() == ""
+    assert result.trace  # the engine's trace rides along for reports and docs
+
+
+def test_a_failed_expectation_carries_location_text_expected_actual_and_trace() -> None:
+    result = run_case(FIXTURES / "fails.svm", "INT3 with a wrong expected return address", "architectural")
+    assert result.verdict is Verdict.FAILED
+    mismatch = result.mismatches[0]
+    assert (mismatch.line, mismatch.column) == (11, 3)
+    assert mismatch.expectation == "expect delivered #BP with return rip=0x1000"
+    assert (mismatch.expected, mismatch.actual) == ("0x1000", "0x1001")
+    assert "   11 |   expect delivered #BP with return rip=0x1000\n      |   ^" in mismatch.excerpt
+    explained = result.explain()
+    assert "fails.svm:11:3: expectation failed: expect delivered #BP with return rip=0x1000" in explained
+    assert "trace:" in explained
+
+
+def test_policy_aliases_name_the_same_case() -> None:
+    """`kvm-mainline` is kvm-7.1 (spec README § Policy names)."""
+    text = (FIXTURES / "fails.svm").read_text().replace("policies architectural", "policies kvm-mainline")
+    assert "kvm-mainline" in text
+
+
+def test_a_file_that_does_not_parse_gives_an_error_verdict_not_an_exception() -> None:
+    result = run_case(FIXTURES / "broken.svm", "broken", "architectural")
+    assert result.verdict is Verdict.ERROR
+    assert "unknown fault '#PG'" in (result.error or "")
+
+
+def test_unknown_scenario_or_policy_says_what_exists() -> None:
+    near = run_case(FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PG", "architectural")
+    assert near.verdict is Verdict.ERROR
+    assert "did you mean 'INT3 whose delivery hits an intercepted #PF'?" in (near.error or "")
+    policy = run_case(FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PF", "xen")
+    assert "its policies: architectural, kvm-5.19" in (policy.error or "")
+
+
+def test_results_pickle_for_xdist() -> None:
+    result = run_case(FIXTURES / "fails.svm", "INT3 with a wrong expected return address", "architectural")
+    assert pickle.loads(pickle.dumps(result)) == result
+
+
+def test_each_file_is_loaded_once_and_again_after_an_edit(tmp_path: Path) -> None:
+    target = tmp_path / "held.svm"
+    shutil.copy(FIXTURES / "held.svm", target)
+    first = load(target)
+    assert load(target) is first
+    target.write_text(target.read_text().replace("return rip=0x1001", "return rip=0x1002"))
+    os.utime(target, ns=(first.path.stat().st_atime_ns, first.path.stat().st_mtime_ns + 1_000_000))
+    second = load(target)
+    assert second is not first
+    assert second.digest != first.digest
+    clear_cache()
+
+
+def test_run_paths_marks_divergences_from_architectural(tmp_path: Path) -> None:
+    """kvm-5.19 retries where architectural re-injects (EX-01): the guest sees a different outcome."""
+    shutil.copy(FIXTURES / "held.svm", tmp_path / "held.svm")
+    report = run_paths((str(tmp_path),))
+    diverges = {e.result.key.policy: e.diverges for e in report.entries}
+    assert diverges == {"kvm-5.19": True, "architectural": None}
+    assert report.per_policy()["kvm-5.19"].divergences == 1
+
+
+def test_the_package_exports_the_runtime_lazily() -> None:
+    assert dsl.run_case is run_case
+    assert dsl.Verdict is Verdict
+    with pytest.raises(AttributeError):
+        _ = dsl.nothing_here  # type: ignore[attr-defined]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert wants_colour(_Terminal())
+    assert not wants_colour(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_colour(_Terminal())
+    assert Painter(enabled=False)("held", Colour.GREEN) == "held"
+    assert Painter(enabled=True)("held", Colour.GREEN) == "\x1b[32mheld\x1b[0m"
+
+
+def test_progress_is_drawn_only_on_a_terminal() -> None:
+    quiet = io.StringIO()
+    progress = Progress(quiet, total=Progress.REDRAW_EVERY, label="run")
+    for _ in range(Progress.REDRAW_EVERY):
+        progress.advance()
+    progress.finish()
+    assert quiet.getvalue() == ""
+    shown = _Terminal()
+    progress = Progress(shown, total=Progress.REDRAW_EVERY, label="run")
+    for _ in range(Progress.REDRAW_EVERY):
+        progress.advance()
+    assert f"run [{Progress.REDRAW_EVERY}/{Progress.REDRAW_EVERY}]" in shown.getvalue()
