@@ -11,7 +11,7 @@ from dsl.engine.vocab import CpuMode, ExitCode, FaultKind, Level, Outcome, Vecto
 from .builders import KVM_5_19, KVM_6_0, KVM_6_19, KVM_7_1, REINJECTING, cut_short, obs, options
 
 UD2 = b"\x0f\x0b"
-THREE_BYTE_MOV = b"\x48\x89\xc8"
+THREE_BYTE_MOV = b"\x66\x89\xc8"  # MOV AX, CX in 32-bit code
 
 
 def nested(
