@@ -28,6 +28,8 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
         "rip 0x1000\n",
         "guest executes int3\n",
         "expect retry\n",
+        "// a comment first\nrip 0x1000\n",
+        "// a comment first\nguest executes int3\n",
     ],
     "this sentence ended too early": [
         'scenario "t":\n  rip\n',
@@ -50,6 +52,8 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
         'scenario "t":\n  inject #BP\n',
         'scenario "t":\n  inject #BP from\n',
         'scenario "t":\n  inject #BP from kvm\n',
+        'scenario "t":\n  inject #BP frm userspace\n',
+        'scenario "t":\n  inject int 0x80 frm userspace\n',
     ],
     "an event is a vector (#BP), int <n>, irq <n>, nmi or event <value>": [
         'scenario "t":\n  inject from userspace\n',
@@ -71,6 +75,11 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
     "under names policies, then ':'": [
         'scenario "t":\n  under kvm-6.0 expect retry\n',
         'scenario "t":\n  under: expect retry\n',
+    ],
+    "a fault is intercepted [by L0 | by L1] or handled by guest": [
+        'scenario "t":\n  vectoring hits #PF intercepted by L2\n',
+        'scenario "t":\n  vectoring hits #PF handled by L0\n',
+        'scenario "t":\n  vectoring hits #PF caught\n',
     ],
     "nrips takes 0 or 1": [
         'scenario "t":\n  nrips 2\n',

@@ -114,7 +114,11 @@ class _Checker:
 
     def value(self, loc: Loc, value: int, what: str, bits: int) -> None:
         limit = (1 << bits) - 1
-        if not 0 <= value <= limit:
+        if 0 <= value <= limit:
+            return
+        if bits < VECTOR_BITS:  # small fields (cpl, dpl, gif) read better in decimal
+            self.error(loc, f"{what} {value} is out of range", f"a value from 0 to {limit}")
+        else:
             self.error(loc, f"{what} {value:#x} is out of range", f"a value from 0 to {limit:#x} ({bits} bits)")
 
     # --- file structure ---------------------------------------------------------------------------------------
@@ -250,7 +254,9 @@ class _Checker:
                     self.name(s.gate_type, "gate type", vocabulary.GATE_TYPES)
             case ast.VmcbFieldSetting(vmcb=vmcb, field=field, value=value):
                 fields = vocabulary.VMCB_FIELDS[vmcb.value]
-                if self.name(field, f"{vmcb.value} field", tuple(fields)):
+                if not fields:
+                    self.error(s.loc, f"{vmcb.value} has no fields to set: L0 builds it from vmcb12", "vmcb12 …")
+                elif self.name(field, f"{vmcb.value} field", tuple(fields)):
                     self.value(s.loc, value, f"{vmcb.value} {field.text}", fields[field.text])
             case ast.L1FeatureSetting(feature=feature):
                 self.name(feature, "L1 feature", vocabulary.L1_FEATURES)

@@ -116,10 +116,9 @@ def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> 
 def _position(error: UnexpectedInput, source: str) -> tuple[int, int]:
     line, column = getattr(error, "line", -1), getattr(error, "column", -1)
     if isinstance(error, UnexpectedToken) and error.token.type == "_NL":
-        # A newline token starts at the end of the line it closes: point there, not at the next line.
-        pos = error.token.start_pos or 0
-        line_start = source.rfind("\n", 0, pos) + 1
-        return source.count("\n", 0, pos) + 1, pos - line_start + 1
+        # A newline token starts at the end of the line it closes: point there, not at the next line. (Line and
+        # column, not offsets: a block parsed alone is padded, so its offsets are not the file's.)
+        return error.token.line or 1, error.token.column or 1
     if line is None or line < 1:  # end of file
         lines = source.splitlines() or [""]
         return len(lines), len(lines[-1]) + 1

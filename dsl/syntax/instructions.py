@@ -60,8 +60,8 @@ def prefix_byte(word: str) -> int:
     return REX_BASE | sum(REX_BITS[bit] for bit in suffix)
 
 
-class InstructionShapeError(Exception):
-    """An instruction the grammar accepted but whose words do not form prefixes + mnemonic + operands."""
+class ShapeError(Exception):
+    """A sentence the grammar accepted but whose parts do not fit together (e.g. an instruction's words)."""
 
     def __init__(self, loc: Loc, message: str, expected: str) -> None:
         super().__init__(message)
@@ -79,7 +79,7 @@ def split_instruction(groups: list[list[Any]], loc: Loc, token_loc: Callable[[To
         prefixes.append(ast.Name(str(token).lower(), loc=token_loc(token)))
     head = first.pop(0)
     if not isinstance(head, Token):
-        raise InstructionShapeError(loc, "an instruction must start with its mnemonic", "a mnemonic such as int3")
+        raise ShapeError(loc, "an instruction must start with its mnemonic", "a mnemonic such as int3")
     mnemonic = ast.Name(str(head).lower(), loc=token_loc(head))
     operand_groups = ([first] if first else []) + [list(g) for g in groups[1:]]
     operands = tuple(_operand(group, loc, token_loc) for group in operand_groups)
@@ -101,7 +101,7 @@ def _operand(atoms: list[Any], loc: Loc, token_loc: Callable[[Token], Loc]) -> a
         case [*_, ast.Memory() as memory] if _is_size(words):
             return ast.Memory(words[0], memory.base, memory.index, memory.scale, memory.displacement, loc=where)
     text = " ".join(str(a) for a in atoms)
-    raise InstructionShapeError(
+    raise ShapeError(
         where,
         f"'{text}' is not an operand",
         "a register (rcx), a number (0x80), `short 0x1012`, or a memory reference ([ebx], dword ptr [ebx])",
@@ -128,9 +128,7 @@ def build_memory(children: list[Any], loc: Loc) -> ast.Memory:
             displacement += sign * value
         elif value != 1 or base is not None:
             if index is not None:
-                raise InstructionShapeError(
-                    loc, "a memory reference has at most a base and an index", "[base+index*scale+disp]"
-                )
+                raise ShapeError(loc, "a memory reference has at most a base and an index", "[base+index*scale+disp]")
             index, scale = register, value
         else:
             base = register

@@ -170,5 +170,6 @@ def _relocate(node: _T, move: Callable[[Loc], Loc]) -> _T:
         return tuple(_relocate(item, move) for item in node)  # type: ignore[return-value]
     if not attrs.has(type(node)) or isinstance(node, Loc):
         return node
-    changes = {f.name: _relocate(getattr(node, f.name), move) for f in attrs.fields(type(node)) if f.name != "loc"}
+    fields = attrs.fields(type(node))  # type: ignore[arg-type]
+    changes = {f.name: _relocate(getattr(node, f.name), move) for f in fields if f.name != "loc"}
     return attrs.evolve(node, loc=move(node.loc), **changes)  # type: ignore[misc, attr-defined]

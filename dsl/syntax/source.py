@@ -9,7 +9,7 @@ from dsl.errors import Diagnostic, make_diagnostic
 from dsl.syntax import ast
 from dsl.syntax.diagnostics import diagnose_parse_error
 from dsl.syntax.grammar import parser
-from dsl.syntax.instructions import InstructionShapeError
+from dsl.syntax.instructions import ShapeError
 from dsl.syntax.transform import AstBuilder
 
 
@@ -32,7 +32,7 @@ def parse_source(text: str, filename: str, source: str | None = None) -> ast.Svm
         return AstBuilder(filename).transform(tree)
     except VisitError as error:
         cause = error.orig_exc
-        if isinstance(cause, InstructionShapeError):
+        if isinstance(cause, ShapeError):
             diagnostic = make_diagnostic(source, cause.loc, cause.message, expected=cause.expected)
             raise BlockError(diagnostic) from None
         raise

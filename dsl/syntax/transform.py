@@ -12,12 +12,14 @@ from lark.tree import Meta
 from dsl.engine.vocab import InjectionSource, Level
 from dsl.errors import Loc
 from dsl.syntax import ast
-from dsl.syntax.instructions import split_instruction
+from dsl.syntax.instructions import ShapeError, split_instruction
 
 _LEVELS = {"l0": Level.L0, "l1": Level.L1, "guest": Level.GUEST}
 _SOURCES = {"userspace": InjectionSource.USERSPACE, "guest": InjectionSource.GUEST_DEBUG, "l1": InjectionSource.L1}
 _STRING_ESCAPE = re.compile(r"\\(.)")
 _DOCSTRING_QUOTES = 3
+#: A code breakpoint that fires again on a retried instruction raises #DB (H-37).
+SPURIOUS_VECTOR = "#DB"
 
 
 def unquote(text: str) -> str:
@@ -364,11 +366,16 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     def expect_not_delivered(self, meta: Meta, c: list[Any]) -> ast.DeliveredExpectation:
         return ast.DeliveredExpectation(c[0], None, None, True, loc=self._loc(meta))
 
+    def _spurious(self, meta: Meta, vector: Token, present: bool) -> ast.SpuriousDbExpectation:
+        if str(vector) != SPURIOUS_VECTOR:
+            raise ShapeError(self._tok_loc(vector), f"only #DB can be spurious, not {vector}", "expect no spurious #DB")
+        return ast.SpuriousDbExpectation(present, loc=self._loc(meta))
+
     def expect_no_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
-        return ast.SpuriousDbExpectation(False, loc=self._loc(meta))
+        return self._spurious(meta, c[0], False)
 
     def expect_spurious(self, meta: Meta, c: list[Token]) -> ast.SpuriousDbExpectation:
-        return ast.SpuriousDbExpectation(True, loc=self._loc(meta))
+        return self._spurious(meta, c[0], True)
 
     def pick(self, meta: Meta, c: list[Any]) -> ast.Name | int:
         if isinstance(c[0], Token):

@@ -94,11 +94,12 @@ EXIT_REASONS: dict[str, ExitCode] = {
        ExitCode.for_exception(v) in ExitCode._value2member_map_},
 }  # fmt: skip
 
-#: VMCB fields a `vmcb… <field> <value>` line may set, per VMCB, with their width in bits.
+#: VMCB fields a `vmcb… <field> <value>` line may set, per VMCB, with their width in bits (what the engine's
+#: Program can hold: `vmcb next_rip` is Setup.vmcb_next_rip, the vmcb12 fields are L1's VMRUN).
 VMCB_FIELDS: dict[str, dict[str, int]] = {
     "vmcb": {"next_rip": 64},
     "vmcb12": {"event_inj": 32, "event_inj_err": 32, "rip": 64, "next_rip": 64, "cs_base": 32},
-    "vmcb02": {"next_rip": 64, "rip": 64, "cs_base": 32},
+    "vmcb02": {},  # L0 builds vmcb02 from vmcb12; the engine models its stale fields itself
 }
 
 #: `with …=` fields of an injection, per source (userspace, guest-debug, L1), with their width in bits.

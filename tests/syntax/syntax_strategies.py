@@ -13,11 +13,33 @@ SYNTAX = settings.get_profile("syntax")
 NOWHERE = ast.Loc("<generated>", 0, 0)
 
 INSTRUCTION_TEXTS = (
-    "int3", "into", "int 0x80", "es int3", "cs int 0x80", "data16 int 0x80", "icebp", "nop", "ud2", "sti", "hlt",
-    "out 0x80, al", "cpuid", "vmmcall", "mov rax, rcx", "jmp short 0x1012", "call 0x2000", "bswap esp",
-    "bound eax, [ebx]", "bound eax, dword ptr [ebx + esi*4 + 0x10]", "rex.w mov rax, rcx", "lock nop",
-    "bytes 66 cd 80", "bytes cc", "mov ss, ax", "bound eax, [ebp - 0x8]",
-)  # fmt: skip
+    "int3",
+    "into",
+    "int 0x80",
+    "es int3",
+    "cs int 0x80",
+    "data16 int 0x80",
+    "icebp",
+    "nop",
+    "ud2",
+    "sti",
+    "hlt",
+    "out 0x80, al",
+    "cpuid",
+    "vmmcall",
+    "mov rax, rcx",
+    "jmp short 0x1012",
+    "call 0x2000",
+    "bswap esp",
+    "bound eax, [ebx]",
+    "bound eax, dword ptr [ebx + esi*4 + 0x10]",
+    "rex.w mov rax, rcx",
+    "lock nop",
+    "bytes 66 cd 80",
+    "bytes cc",
+    "mov ss, ax",
+    "bound eax, [ebp - 0x8]",
+)
 
 
 def _code_of(text: str) -> ast.Code:
@@ -64,7 +86,9 @@ def _loc(cls: type, *args: object) -> object:
 
 settings_ = st.one_of(
     st.builds(lambda n: _loc(ast.ProfileSetting, n), name(vocabulary.PROFILES)),
-    st.builds(lambda ns: _loc(ast.PoliciesSetting, tuple(ns)), st.lists(name(vocabulary.POLICIES), min_size=1, max_size=4)),
+    st.builds(
+        lambda ns: _loc(ast.PoliciesSetting, tuple(ns)), st.lists(name(vocabulary.POLICIES), min_size=1, max_size=4)
+    ),
     st.builds(lambda b: _loc(ast.NripsSetting, b), st.booleans()),
     st.builds(lambda n: _loc(ast.PagingSetting, n), name(vocabulary.PAGING)),
     st.builds(lambda n: _loc(ast.ProtectionSetting, n), name(vocabulary.PROTECTIONS)),
@@ -75,7 +99,10 @@ settings_ = st.one_of(
     st.builds(lambda v: _loc(ast.CsBaseSetting, v), numbers),
     st.builds(lambda v: _loc(ast.RipSetting, v), numbers),
     st.builds(lambda v: _loc(ast.RflagsSetting, v, ()), numbers),
-    st.builds(lambda fs: _loc(ast.RflagsSetting, None, tuple(fs)), st.lists(name(tuple(vocabulary.RFLAGS_BITS)), min_size=1, max_size=3)),
+    st.builds(
+        lambda fs: _loc(ast.RflagsSetting, None, tuple(fs)),
+        st.lists(name(tuple(vocabulary.RFLAGS_BITS)), min_size=1, max_size=3),
+    ),
     st.builds(lambda n: _loc(ast.InterruptShadowSetting, n), name(vocabulary.INTERRUPT_SHADOWS)),
     st.builds(lambda v: _loc(ast.CplSetting, v), small),
     st.builds(lambda v: _loc(ast.GifSetting, v), st.integers(0, 1)),
@@ -83,24 +110,39 @@ settings_ = st.one_of(
     st.builds(lambda a, p, t: _loc(ast.PageSetting, a, p, t), numbers, st.booleans(), tables),
     st.builds(
         lambda v, p, d, t: _loc(ast.IdtGateSetting, v, p, d, t),
-        vectors, st.booleans(), st.none() | small, st.none() | name(vocabulary.GATE_TYPES),
+        vectors,
+        st.booleans(),
+        st.none() | small,
+        st.none() | name(vocabulary.GATE_TYPES),
     ),
-    st.builds(lambda f, v: _loc(ast.VmcbFieldSetting, ast.Vmcb.VMCB12, f, v), name(tuple(vocabulary.VMCB_FIELDS["vmcb12"])), numbers),
+    st.builds(
+        lambda f, v: _loc(ast.VmcbFieldSetting, ast.Vmcb.VMCB12, f, v),
+        name(tuple(vocabulary.VMCB_FIELDS["vmcb12"])),
+        numbers,
+    ),
     st.builds(lambda f, v: _loc(ast.VmcbFieldSetting, ast.Vmcb.VMCB, f, v), name(("next_rip",)), numbers),
     st.builds(lambda f, p: _loc(ast.L1FeatureSetting, f, p), name(vocabulary.L1_FEATURES), st.booleans()),
-    st.builds(lambda ns: _loc(ast.L1InterceptSetting, tuple(ns)), st.lists(name(tuple(vocabulary.EXIT_REASONS)), min_size=1, max_size=3)),
+    st.builds(
+        lambda ns: _loc(ast.L1InterceptSetting, tuple(ns)),
+        st.lists(name(tuple(vocabulary.EXIT_REASONS)), min_size=1, max_size=3),
+    ),
     st.builds(lambda a, c: _loc(ast.CodeSetting, a, c), numbers, codes),
-)  # fmt: skip
+)
 
 steps = st.one_of(
     st.builds(lambda c: _loc(ast.ExecuteStep, c), st.none() | codes),
     st.builds(
         lambda e, s, fs: _loc(ast.InjectStep, e, s, fs),
-        events, st.sampled_from(tuple(InjectionSource)), field_values(("rip", "next_rip", "error_code")),
+        events,
+        st.sampled_from(tuple(InjectionSource)),
+        field_values(("rip", "next_rip", "error_code")),
     ),
     st.builds(
         lambda f, d, fs, h: _loc(ast.VectoringStep, f, d, fs, h),
-        name(vocabulary.FAULTS), st.none() | vectors, field_values(("error_code", "cr2")), levels,
+        name(vocabulary.FAULTS),
+        st.none() | vectors,
+        field_values(("error_code", "cr2")),
+        levels,
     ),
     st.builds(lambda r, h: _loc(ast.ExitStep, r, h), name(tuple(vocabulary.EXIT_REASONS)), levels),
     st.builds(lambda a, c: _loc(ast.CodeModifiedStep, a, c), numbers, codes),
@@ -109,21 +151,29 @@ steps = st.one_of(
     st.builds(lambda p, r: _loc(ast.SaveRestoreStep, p, r), st.booleans(), st.booleans()),
     st.just(ast.ReenterStep(loc=NOWHERE)),
     st.just(ast.RunStep(loc=NOWHERE)),
-)  # fmt: skip
+)
 
 expected_values = st.one_of(numbers, st.booleans(), name(vocabulary.OUTCOMES), st.text("abc #[]:", max_size=8))
 
 expectations = st.one_of(
-    st.builds(lambda o, cs: _loc(ast.OutcomeExpectation, o, cs), st.sampled_from(tuple(Outcome)), field_values(("next_rip", "event_inj"))),
-    st.builds(lambda e, r, c: _loc(ast.DeliveredExpectation, e, r, c, False), events, st.none() | numbers, st.none() | numbers),
+    st.builds(
+        lambda o, cs: _loc(ast.OutcomeExpectation, o, cs),
+        st.sampled_from(tuple(Outcome)),
+        field_values(("next_rip", "event_inj")),
+    ),
+    st.builds(
+        lambda e, r, c: _loc(ast.DeliveredExpectation, e, r, c, False), events, st.none() | numbers, st.none() | numbers
+    ),
     st.builds(lambda e: _loc(ast.DeliveredExpectation, e, None, None, True), events),
     st.builds(lambda p: _loc(ast.SpuriousDbExpectation, p), st.booleans()),
     st.builds(
         lambda o, p, c, v: _loc(ast.FieldExpectation, o, p, c, v),
-        name(vocabulary.OBSERVABLES), st.none() | name(vocabulary.PICKS) | st.integers(0, 3),
-        st.sampled_from(tuple(ast.Comparison)), expected_values,
+        name(vocabulary.OBSERVABLES),
+        st.none() | name(vocabulary.PICKS) | st.integers(0, 3),
+        st.sampled_from(tuple(ast.Comparison)),
+        expected_values,
     ),
-)  # fmt: skip
+)
 
 unders = st.builds(
     lambda ps, es: _loc(ast.Under, tuple(ps), tuple(es)),

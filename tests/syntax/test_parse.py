@@ -161,7 +161,8 @@ def test_outline_expands_one_scenario_per_row() -> None:
     assert isinstance(outline, ast.ScenarioOutline)
     first, second = outline.scenarios
     assert (first.title, second.title) == ("INT 0x80 at 0x3000", "INT 0x20 at 0x08048000")
-    assert first.example is not None and first.example.cells == ("0x80", "0x3000", "0x3002")
+    assert first.example is not None
+    assert first.example.cells == ("0x80", "0x3000", "0x3002")
     code = second.statements[1]
     assert isinstance(code, ast.CodeSetting)
     assert code.address == 0x08048000
@@ -180,7 +181,9 @@ def test_a_bad_cell_is_reported_at_its_placeholder_with_the_row() -> None:
         parse_text('scenario outline "t":\n  rip 0x1; nrips <n>\n  examples:\n    | n |\n    | 1 |\n    | on |\n')
     (diagnostic,) = caught.value.diagnostics
     assert (diagnostic.loc.line, diagnostic.loc.column) == (2, 18)
-    assert diagnostic.hint is not None and "line 6" in diagnostic.hint and "<n> = on" in diagnostic.hint
+    assert diagnostic.hint is not None
+    assert "line 6" in diagnostic.hint
+    assert "<n> = on" in diagnostic.hint
 
 
 def test_background_applies_to_every_scenario_before_its_own_setup() -> None:
