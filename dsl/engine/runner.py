@@ -181,7 +181,9 @@ def _inject(m: Machine, field: str, step: Inject) -> None:
         raise EngineError(field, "inject", "the vCPU outside the guest (add an exit step first)")
     event = step.event
     subject = m.subject
-    if subject is None:
+    linear = m.linear(m.vmcb.rip)
+    if subject is None or (subject.vector, subject.linear) != (event.vector, linear):
+        # A new event becomes the subject; re-injecting the current one (guest debug, EX-19) keeps it.
         subject = m.subject = _injected_subject(m, event.vector, event.type, m.vmcb.rip, m.vmcb.cs_base)
     queue = m.kvm.queue
     queue.subject = event.vector == subject.vector
@@ -220,7 +222,7 @@ def _l1_vmrun(m: Machine, policy: Policy, field: str, step: L1Vmrun) -> None:
     if m.in_guest:
         raise EngineError(field, "L1 VMRUN", "L2 not running (an exit reflected to L1 must come first)")
     m.l1_has_control = False
-    if events.is_valid(step.event_inj) and m.subject is None:
+    if events.is_valid(step.event_inj):  # every L1 injection is a new subject (S-9, S-13)
         event_type = events.event_type_of(step.event_inj) or EventType.INTR
         rip = step.rip if step.rip is not None else m.vmcb02.rip
         cs_base = step.cs_base if step.cs_base is not None else m.vmcb02.cs_base

@@ -156,7 +156,10 @@ def test_ex34_nrips0_opcode_check_touches_nothing(policy: object) -> None:
 def _unmapped(policy: object, nrips: bool = True):
     """EX-35: before re-entry another vCPU clears the guest PTE of the code page."""
     return execute_cut_short(
-        INT3, policy, nrips=nrips, before_run=(SetPage(0x1000, PageTable.GUEST, present=False),)  # type: ignore[arg-type]
+        INT3,
+        policy,
+        nrips=nrips,
+        before_run=(SetPage(0x1000, PageTable.GUEST, present=False),),  # type: ignore[arg-type]
     )
 
 

@@ -171,7 +171,11 @@ def test_ex04_opcode_check_reading_b_drops_int_0x80(policy: object) -> None:
 def test_ex04_opcode_check_reading_a_reinjects_int_0x80(policy: object) -> None:
     """EX-04, K-6.19-6 reading A: as kvm-6.0, still predicted (the rule is [I])."""
     result = execute_cut_short(
-        b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32, opts=options(reading=SoftIntReading.A)  # type: ignore[arg-type]
+        b"\xcd\x80",
+        policy,
+        at=0x3000,
+        mode=CpuMode.PROTECTED_32,
+        opts=options(reading=SoftIntReading.A),  # type: ignore[arg-type]
     )
     assert obs(result, "event_inj") == 0x80000480
     assert obs(result, "return_rip") == 0x3002
@@ -290,7 +294,12 @@ def test_ex12_nonzero_cs_base_in_64_bit_mode_nrips1_only_decodes_again(policy: o
 def test_ex12_nrips0_skips_twice(policy: object) -> None:
     """EX-12, K-6.0-28: no unwind; the re-injection skips again: RIP 0x1004, nr 0x1004, ret 0x1004."""
     result = execute_cut_short(
-        INT3, policy, nrips=False, cs_base=0x10000, faults=2, more_code=(CodeBytes(0x1001, MOV_RAX_RCX),)  # type: ignore[arg-type]
+        INT3,
+        policy,
+        nrips=False,
+        cs_base=0x10000,
+        faults=2,
+        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),  # type: ignore[arg-type]
     )
     assert obs(result, "rip") == 0x1004
     assert obs(result, "next_rip") == 0x1004
@@ -302,7 +311,12 @@ def test_ex12_nrips0_skips_twice(policy: object) -> None:
 def test_ex12_nrips0_opcode_check_loses_the_bp(policy: object) -> None:
     """EX-12, K-6.19-4: decode `48 89 C8` at 0x1001: `89` ≠ `CC` → drop; #BP lost; the MOV runs."""
     result = execute_cut_short(
-        INT3, policy, nrips=False, cs_base=0x10000, faults=2, more_code=(CodeBytes(0x1001, MOV_RAX_RCX),)  # type: ignore[arg-type]
+        INT3,
+        policy,
+        nrips=False,
+        cs_base=0x10000,
+        faults=2,
+        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),  # type: ignore[arg-type]
     )
     assert obs(result, "outcome") is Outcome.LOST
     assert obs(result, "delivery_count") == 0
@@ -430,7 +444,9 @@ def test_ex17_int3_in_an_sti_shadow(policy: object, nrips: bool, shadow: bool) -
     from dsl.engine import Execute, Program, Run, Setup, run
 
     setup = Setup(rip=0x0FFF, rflags=0x2, code=(CodeBytes(0x0FFF, b"\xfb\xcc"),))
-    staged = run(Program(setup, (Execute(), cut_short(), Execute(), Run()), policy=policy, options=options(nrips=nrips)))  # type: ignore[arg-type]
+    staged = run(
+        Program(setup, (Execute(), cut_short(), Execute(), Run()), policy=policy, options=options(nrips=nrips))
+    )  # type: ignore[arg-type]
     assert result is not None
     assert staged.exits[0].exit_int_info == 0x80000303
     assert obs(staged, "interrupt_shadow") is shadow
@@ -446,7 +462,11 @@ def test_ex18_hardware_pf_requeued_with_its_error_code(policy: object) -> None:
     setup = Setup(code=(CodeBytes(0x1000, b"\x90"),))
     program = Program(
         setup,
-        (Inject(InjectionSource.USERSPACE, Event(Vector.PF, EventType.EXCEPTION, 0x2)), cut_short(FaultKind.NPF), Run()),
+        (
+            Inject(InjectionSource.USERSPACE, Event(Vector.PF, EventType.EXCEPTION, 0x2)),
+            cut_short(FaultKind.NPF),
+            Run(),
+        ),
         policy=policy,  # type: ignore[arg-type]
     )
     result = run(program)

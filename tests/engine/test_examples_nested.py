@@ -110,9 +110,7 @@ def _ex42(policy: object, seed: bool = False) -> object:
         cut_short(FaultKind.NPF),
         Run(),
     )
-    return nested(
-        policy, steps, mode=CpuMode.PROTECTED_32, code=(CodeBytes(0x11000, THREE_BYTE_MOV),), seed=seed
-    )
+    return nested(policy, steps, mode=CpuMode.PROTECTED_32, code=(CodeBytes(0x11000, THREE_BYTE_MOV),), seed=seed)
 
 
 def test_ex42_seed_as_committed_uses_the_stale_cs_base() -> None:
