@@ -180,7 +180,7 @@ def test_ex35_kvm_6_0_queues_a_pf_mid_injection(nrips: bool) -> None:
     assert obs(result, "confirmed") is False
 
 
-@pytest.mark.parametrize("policy", (KVM_6_2, *REINJECTING[2:]))
+@pytest.mark.parametrize("policy", [KVM_6_2, *REINJECTING[2:]])
 def test_ex35_skip_fails_and_the_guest_takes_its_own_pf(policy: object) -> None:
     """EX-35, K-6.2-2, K-6.2-3: the skip fails → #BP dropped; the guest takes its own #PF, maps it, INT3 runs."""
     result = _unmapped(policy)
@@ -201,7 +201,7 @@ def test_ex36_kvm_5_19_sev_retries() -> None:
     assert obs(_sev(KVM_5_19), "outcome") is Outcome.RETRY
 
 
-@pytest.mark.parametrize("policy", (KVM_6_0, KVM_6_2))
+@pytest.mark.parametrize("policy", [KVM_6_0, KVM_6_2])
 def test_ex36_sev_bogus_ud(policy: object) -> None:
     """EX-36, K-6.0-30: no bytes → #UD queued, skip falsely succeeds: inj 0x80000303, nr 0x1000, #UD pending."""
     result = _sev(policy)

@@ -360,7 +360,7 @@ def test_ex13_np_frame_points_at_the_int3(policy: object, nrips: bool) -> None:
     assert obs(result, "delivered_error_code") == 0x1A  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("policy", (KVM_5_19, *REINJECTING))
+@pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
 def test_ex14_guest_int_0x80_np_then_pf(policy: object) -> None:
     """EX-14, H-16, H-17: #NP(0x402) requeued with its error code; frame EIP 0x3000; no soft bookkeeping."""
     result = execute_cut_short(
@@ -453,7 +453,7 @@ def test_ex17_int3_in_an_sti_shadow(policy: object, nrips: bool, shadow: bool) -
     assert obs(staged, "return_rip") == 0x1001
 
 
-@pytest.mark.parametrize("policy", (KVM_5_19, *REINJECTING))
+@pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
 def test_ex18_hardware_pf_requeued_with_its_error_code(policy: object) -> None:
     """EX-18, K-5.19-14, K-6.0-9: a guest #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2."""
     from dsl.engine import Event, Program, Run, Setup, run

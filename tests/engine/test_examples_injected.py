@@ -30,7 +30,7 @@ def _guest_debug(policy: object, nrips: bool, cut: bool = False, profile: Hardwa
     return run(Program(setup, steps, profile, policy, options(nrips=nrips, guest_debug=True)))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("policy", (KVM_5_19, *REINJECTING))
+@pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
 @pytest.mark.parametrize("nrips", [True, False])
 def test_ex19_guest_debug_reinjection_returns_after_the_int3(policy: object, nrips: bool) -> None:
     """EX-19, H-12, H-20, K-5.19-20, K-6.0-5: exit 0x43 with nr 0x1001; the re-injected #BP returns to 0x1001."""

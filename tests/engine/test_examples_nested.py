@@ -225,7 +225,7 @@ def test_ex45_kvm_7_1_uses_the_synced_next_rip() -> None:
     assert not any(t.action.value == "decode" for t in result.trace)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("policy", (KVM_5_19, *REINJECTING[:-1]))
+@pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING[:-1]])
 def test_ex46_cp_passed_to_hardware(policy: object) -> None:
     """EX-46: before kvm-7.1 the #CP EVENTINJ is passed to vmcb02 and CET-capable hardware delivers it."""
     result = nested(policy, (L1Vmrun(event_inj=0x80000315, rip=0x1000), Run()))

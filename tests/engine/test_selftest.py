@@ -78,7 +78,7 @@ def test_s14_s15_bp_restuffed_and_returns_past_the_ud2(policy: PolicyName) -> No
     result = soft_inject_test(policy)
     bp = [d for d in result.deliveries if d.vector == Vector.BP]
     assert [d.return_rip for d in bp] == [V + 5]
-    second_l1_run = [run for run in result.vmruns if run.event_inj == 0x80000303][0]
+    second_l1_run = next(run for run in result.vmruns if run.event_inj == 0x80000303)
     assert (second_l1_run.soft_int.old_rip, second_l1_run.soft_int.next_rip) == (V + 3, V + 5)
     assert "kvm_inj_exception: #BP [reinjected]" in result.tracepoints
     assert [e.exit_code for e in result.vmcb12_exits] == [ExitCode.VMMCALL, ExitCode.HLT]
