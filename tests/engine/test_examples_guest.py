@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dsl.engine import CodeBytes, IdtGate, Inject
-from dsl.engine.vocab import CpuMode, Evidence, FaultKind, InjectionSource, Outcome, SoftIntReading, Vector
+from dsl.engine import CodeBytes, IdtGate, Inject, Result
+from dsl.engine.vocab import CpuMode, Evidence, FaultKind, InjectionSource, Outcome, PolicyName, SoftIntReading, Vector
 
 from .builders import (
     BEFORE_OPCODE_CHECK,
@@ -42,9 +42,9 @@ def test_ex01_kvm_5_19_retries_the_int3(nrips: bool) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex01_nrips_look_ahead_skip_reinjects(policy: object) -> None:
+def test_ex01_nrips_look_ahead_skip_reinjects(policy: PolicyName) -> None:
     """EX-01, K-6.0-5, K-6.0-6, K-6.0-14, K-6.0-18: look-ahead decode, RIP kept, nr 0x1001, #BP [reinjected]."""
-    result = execute_cut_short(INT3, policy, nrips=True)  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, nrips=True)
     assert obs(result, "event_inj") == 0x80000303
     assert obs(result, "event_inj_err") == 0
     assert obs(result, "next_rip") == 0x1001
@@ -60,9 +60,9 @@ def test_ex01_nrips_look_ahead_skip_reinjects(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex01_nrips0_commits_the_skip(policy: object) -> None:
+def test_ex01_nrips0_commits_the_skip(policy: PolicyName) -> None:
     """EX-01, K-6.0-3, K-6.0-16: committing skip: RIP 0x1001, nr 0x1001 (CPU has NRIPS), ret 0x1001."""
-    result = execute_cut_short(INT3, policy, nrips=False, rflags=0x202 | 0x10000)  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, nrips=False, rflags=0x202 | 0x10000)
     assert obs(result, "rip") == 0x1001
     assert obs(result, "next_rip") == 0x1001
     assert obs(result, "rf") is False
@@ -80,9 +80,9 @@ def test_ex01_cpu_without_nrips_pushes_the_advanced_rip() -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex02_second_exit_restuffs_next_rip(policy: object) -> None:
+def test_ex02_second_exit_restuffs_next_rip(policy: PolicyName) -> None:
     """EX-02, K-6.0-10, K-6.19-5: re-stuff nr 0x1001 and re-inject without decoding."""
-    result = execute_cut_short(INT3, policy, faults=2)  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, faults=2)
     decodes = [t for t in result.trace if t.action.value == "decode"]
     assert len(decodes) == 1
     assert any(t.rule == "K-6.0-10" for t in result.trace)
@@ -93,9 +93,9 @@ def test_ex02_second_exit_restuffs_next_rip(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex02_nrips0_unwinds_then_decodes_again(policy: object) -> None:
+def test_ex02_nrips0_unwinds_then_decodes_again(policy: PolicyName) -> None:
     """EX-02, K-6.0-11: unwind RIP to 0x1000; the next entry decodes and skips again: ret 0x1001."""
-    result = execute_cut_short(INT3, policy, nrips=False, faults=2)  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, nrips=False, faults=2)
     assert any(t.rule == "K-6.0-11" for t in result.trace)
     assert len([t for t in result.trace if t.action.value == "decode"]) == 2
     assert obs(result, "rip") == 0x1001
@@ -112,7 +112,7 @@ def test_ex02_kvm_5_19_retries_twice() -> None:
 
 @pytest.mark.parametrize("policy", REINJECTING)
 @pytest.mark.parametrize("nrips", [True, False])
-def test_ex03_into_in_32_bit_code_npf_on_the_idt(policy: object, nrips: bool) -> None:
+def test_ex03_into_in_32_bit_code_npf_on_the_idt(policy: PolicyName, nrips: bool) -> None:
     """EX-03, H-4, H-23, K-6.0-14: #OF requeued, decode `CE` → 0x2001 (OF not re-tested), inj 0x80000304."""
     result = execute_cut_short(
         INTO, policy, at=0x2000, mode=CpuMode.PROTECTED_32, nrips=nrips, rflags=RFLAGS_OF, fault=FaultKind.NPF,
@@ -136,9 +136,9 @@ def test_ex03_kvm_5_19_reexecutes_into() -> None:
 
 @pytest.mark.parametrize("policy", BEFORE_OPCODE_CHECK)
 @pytest.mark.parametrize("nrips", [True, False])
-def test_ex04_int_0x80_requeued_as_soft_interrupt(policy: object, nrips: bool) -> None:
+def test_ex04_int_0x80_requeued_as_soft_interrupt(policy: PolicyName, nrips: bool) -> None:
     """EX-04, K-6.0-7, K-6.0-9, K-6.0-18: RQ as soft interrupt, inj 0x80000480, nr 0x3002, ret 0x3002."""
-    result = execute_cut_short(b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32, nrips=nrips)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32, nrips=nrips)
     assert obs(result, "exit_int_info") == 0x80000480
     assert obs(result, "event_inj") == 0x80000480
     assert obs(result, "next_rip") == 0x3002
@@ -156,9 +156,9 @@ def test_ex04_kvm_5_19_drops_the_soft_interrupt() -> None:
 
 
 @pytest.mark.parametrize("policy", OPCODE_CHECK)
-def test_ex04_opcode_check_reading_b_drops_int_0x80(policy: object) -> None:
+def test_ex04_opcode_check_reading_b_drops_int_0x80(policy: PolicyName) -> None:
     """EX-04, K-6.19-4, K-6.19-6 reading B: `CD 80` never matches vector 0x80: drop, retry, ret 0x3002 [I]."""
-    result = execute_cut_short(b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32)
     assert obs(result, "event_inj") == 0
     assert obs(result, "rip") == 0x3000
     assert obs(result, "outcome") is Outcome.DROPPED
@@ -168,14 +168,14 @@ def test_ex04_opcode_check_reading_b_drops_int_0x80(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", OPCODE_CHECK)
-def test_ex04_opcode_check_reading_a_reinjects_int_0x80(policy: object) -> None:
+def test_ex04_opcode_check_reading_a_reinjects_int_0x80(policy: PolicyName) -> None:
     """EX-04, K-6.19-6 reading A: as kvm-6.0, still predicted (the rule is [I])."""
     result = execute_cut_short(
         b"\xcd\x80",
         policy,
         at=0x3000,
         mode=CpuMode.PROTECTED_32,
-        opts=options(reading=SoftIntReading.A),  # type: ignore[arg-type]
+        opts=options(reading=SoftIntReading.A),
     )
     assert obs(result, "event_inj") == 0x80000480
     assert obs(result, "return_rip") == 0x3002
@@ -184,9 +184,9 @@ def test_ex04_opcode_check_reading_a_reinjects_int_0x80(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex05_int3_unchanged_control(policy: object) -> None:
+def test_ex05_int3_unchanged_control(policy: PolicyName) -> None:
     """EX-05, K-6.0-14, K-6.19-3: decode `CC`, nr 0x1001, inj 0x80000303, frame RIP 0x1001."""
-    result = execute_cut_short(INT3, policy)  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy)
     assert (obs(result, "next_rip"), obs(result, "event_inj"), obs(result, "return_rip")) == (
         0x1001,
         0x80000303,
@@ -196,9 +196,9 @@ def test_ex05_int3_unchanged_control(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex06_into_32_bit_unchanged_control(policy: object) -> None:
+def test_ex06_into_32_bit_unchanged_control(policy: PolicyName) -> None:
     """EX-06, K-6.0-6: nr 0x1001, inj 0x80000304, ret 0x1001."""
-    result = execute_cut_short(INTO, policy, mode=CpuMode.PROTECTED_32, rflags=RFLAGS_OF)  # type: ignore[arg-type]
+    result = execute_cut_short(INTO, policy, mode=CpuMode.PROTECTED_32, rflags=RFLAGS_OF)
     assert (obs(result, "next_rip"), obs(result, "event_inj"), obs(result, "return_rip")) == (
         0x1001,
         0x80000304,
@@ -207,9 +207,9 @@ def test_ex06_into_32_bit_unchanged_control(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", BEFORE_OPCODE_CHECK)
-def test_ex07_int_0x80_at_0x08048000(policy: object) -> None:
+def test_ex07_int_0x80_at_0x08048000(policy: PolicyName) -> None:
     """EX-07, K-6.0-7: RIP 0x08048000, nr 0x08048002, inj 0x80000480, ret 0x08048002."""
-    result = execute_cut_short(b"\xcd\x80", policy, at=0x08048000, mode=CpuMode.PROTECTED_32)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\xcd\x80", policy, at=0x08048000, mode=CpuMode.PROTECTED_32)
     assert obs(result, "rip") == 0x08048000
     assert obs(result, "next_rip") == 0x08048002
     assert obs(result, "return_rip") == 0x08048002
@@ -235,9 +235,9 @@ def test_ex07_reading_b_refires_a_code_breakpoint() -> None:
 
 @pytest.mark.parametrize("policy", BEFORE_OPCODE_CHECK)
 @pytest.mark.parametrize("nrips", [True, False])
-def test_ex08_prefixed_int_0x80(policy: object, nrips: bool) -> None:
+def test_ex08_prefixed_int_0x80(policy: PolicyName, nrips: bool) -> None:
     """EX-08, H-26: the decoder consumes the `2E` prefix: nr 0x3003, ret 0x3003."""
-    result = execute_cut_short(b"\x2e\xcd\x80", policy, at=0x3000, nrips=nrips)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\x2e\xcd\x80", policy, at=0x3000, nrips=nrips)
     assert obs(result, "next_rip") == 0x3003
     assert obs(result, "return_rip") == 0x3003
 
@@ -253,9 +253,9 @@ def test_ex08_kvm_5_19_and_reading_b() -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex09_cd03_is_a_soft_interrupt_not_bp(policy: object) -> None:
+def test_ex09_cd03_is_a_soft_interrupt_not_bp(policy: PolicyName) -> None:
     """EX-09, H-4, K-6.0-7: `CD 03` reported 0x80000403, re-injected as a soft interrupt, ret 0x1002."""
-    result = execute_cut_short(b"\xcd\x03", policy)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\xcd\x03", policy)
     assert obs(result, "exit_int_info") == 0x80000403
     assert obs(result, "event_inj") == 0x80000403
     assert obs(result, "next_rip") == 0x1002
@@ -265,9 +265,9 @@ def test_ex09_cd03_is_a_soft_interrupt_not_bp(policy: object) -> None:
 
 @pytest.mark.parametrize("policy", REINJECTING)
 @pytest.mark.parametrize("nrips", [True, False])
-def test_ex10_ex11_prefixed_int3(policy: object, nrips: bool) -> None:
+def test_ex10_ex11_prefixed_int3(policy: PolicyName, nrips: bool) -> None:
     """EX-10, EX-11, H-26, K-6.19-7: `26 CC` decodes as 2 bytes: nr 0x1002, ret 0x1002."""
-    result = execute_cut_short(b"\x26\xcc", policy, nrips=nrips)  # type: ignore[arg-type]
+    result = execute_cut_short(b"\x26\xcc", policy, nrips=nrips)
     assert obs(result, "event_inj") == 0x80000303
     assert obs(result, "next_rip") == 0x1002
     assert obs(result, "return_rip") == 0x1002
@@ -281,9 +281,9 @@ def test_ex10_kvm_5_19_retry_returns_after_the_prefix() -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex12_nonzero_cs_base_in_64_bit_mode_nrips1_only_decodes_again(policy: object) -> None:
+def test_ex12_nonzero_cs_base_in_64_bit_mode_nrips1_only_decodes_again(policy: PolicyName) -> None:
     """EX-12, H-31, K-5.19-4, K-6.0-28: no re-stuff (0x1000 vs 0x11000); decode again; ret 0x1001 [D]."""
-    result = execute_cut_short(INT3, policy, cs_base=0x10000, faults=2, more_code=(CodeBytes(0x1001, MOV_RAX_RCX),))  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, cs_base=0x10000, faults=2, more_code=(CodeBytes(0x1001, MOV_RAX_RCX),))
     assert not any(t.rule == "K-6.0-10" for t in result.trace)
     assert len([t for t in result.trace if t.action.value == "decode"]) == 2
     assert obs(result, "return_rip") == 0x1001
@@ -291,7 +291,7 @@ def test_ex12_nonzero_cs_base_in_64_bit_mode_nrips1_only_decodes_again(policy: o
 
 
 @pytest.mark.parametrize("policy", BEFORE_OPCODE_CHECK)
-def test_ex12_nrips0_skips_twice(policy: object) -> None:
+def test_ex12_nrips0_skips_twice(policy: PolicyName) -> None:
     """EX-12, K-6.0-28: no unwind; the re-injection skips again: RIP 0x1004, nr 0x1004, ret 0x1004."""
     result = execute_cut_short(
         INT3,
@@ -299,7 +299,7 @@ def test_ex12_nrips0_skips_twice(policy: object) -> None:
         nrips=False,
         cs_base=0x10000,
         faults=2,
-        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),  # type: ignore[arg-type]
+        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),
     )
     assert obs(result, "rip") == 0x1004
     assert obs(result, "next_rip") == 0x1004
@@ -308,7 +308,7 @@ def test_ex12_nrips0_skips_twice(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", OPCODE_CHECK)
-def test_ex12_nrips0_opcode_check_loses_the_bp(policy: object) -> None:
+def test_ex12_nrips0_opcode_check_loses_the_bp(policy: PolicyName) -> None:
     """EX-12, K-6.19-4: decode `48 89 C8` at 0x1001: `89` ≠ `CC` → drop; #BP lost; the MOV runs."""
     result = execute_cut_short(
         INT3,
@@ -316,18 +316,18 @@ def test_ex12_nrips0_opcode_check_loses_the_bp(policy: object) -> None:
         nrips=False,
         cs_base=0x10000,
         faults=2,
-        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),  # type: ignore[arg-type]
+        more_code=(CodeBytes(0x1001, MOV_RAX_RCX),),
     )
     assert obs(result, "outcome") is Outcome.LOST
     assert obs(result, "delivery_count") == 0
     assert obs(result, "final_rip") == 0x1001  # the guest continues at the MOV
 
 
-def _ex13(policy: object, nrips: bool) -> object:
+def _ex13(policy: PolicyName, nrips: bool) -> Result:
     """EX-13: userspace injects #BP for the INT3 at 0x1000; gate 3 not present; the #NP's delivery is cut short."""
     return inject(
         BP,
-        policy,  # type: ignore[arg-type]
+        policy,
         nrips=nrips,
         idt=(IdtGate(Vector.BP, present=False),),
         before=(cut_short(during=Vector.NP),),
@@ -337,35 +337,35 @@ def _ex13(policy: object, nrips: bool) -> object:
 def test_ex13_kvm_5_19_nrips1_np_frame_is_right() -> None:
     """EX-13, K-5.19-14: RIP never advanced; #NP requeued; frame EIP 0x1000."""
     result = _ex13(KVM_5_19, True)
-    assert obs(result, "exit_int_info") == 0x80000B0B  # type: ignore[arg-type]
-    assert obs(result, "exit_int_info_err") == 0x1A  # type: ignore[arg-type]
-    assert obs(result, "return_rip") == 0x1000  # type: ignore[arg-type]
+    assert obs(result, "exit_int_info") == 0x80000B0B
+    assert obs(result, "exit_int_info_err") == 0x1A
+    assert obs(result, "return_rip") == 0x1000
 
 
 def test_ex13_kvm_5_19_nrips0_np_frame_is_wrong() -> None:
     """EX-13, K-5.19-14, K-5.19-21: no unwind (vector 11 ≠ 3): #NP frame EIP 0x1001 (wrong)."""
     result = _ex13(KVM_5_19, False)
-    assert obs(result, "delivered") == Vector.NP  # type: ignore[arg-type]
-    assert obs(result, "return_rip") == 0x1001  # type: ignore[arg-type]
+    assert obs(result, "delivered") == Vector.NP
+    assert obs(result, "return_rip") == 0x1001
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
 @pytest.mark.parametrize("nrips", [True, False])
-def test_ex13_np_frame_points_at_the_int3(policy: object, nrips: bool) -> None:
+def test_ex13_np_frame_points_at_the_int3(policy: PolicyName, nrips: bool) -> None:
     """EX-13, K-6.0-10, K-6.0-11 (cd9e6da8048c): #NP RQ, inj 0x80000b0b err 0x1a, frame EIP 0x1000."""
     result = _ex13(policy, nrips)
-    assert obs(result, "event_inj") == 0x80000B0B  # type: ignore[arg-type]
-    assert obs(result, "event_inj_err") == 0x1A  # type: ignore[arg-type]
-    assert obs(result, "return_rip") == 0x1000  # type: ignore[arg-type]
-    assert obs(result, "delivered_error_code") == 0x1A  # type: ignore[arg-type]
+    assert obs(result, "event_inj") == 0x80000B0B
+    assert obs(result, "event_inj_err") == 0x1A
+    assert obs(result, "return_rip") == 0x1000
+    assert obs(result, "delivered_error_code") == 0x1A
 
 
 @pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
-def test_ex14_guest_int_0x80_np_then_pf(policy: object) -> None:
+def test_ex14_guest_int_0x80_np_then_pf(policy: PolicyName) -> None:
     """EX-14, H-16, H-17: #NP(0x402) requeued with its error code; frame EIP 0x3000; no soft bookkeeping."""
     result = execute_cut_short(
         b"\xcd\x80",
-        policy,  # type: ignore[arg-type]
+        policy,
         at=0x3000,
         mode=CpuMode.PROTECTED_32,
         idt=(IdtGate(0x80, present=False),),
@@ -382,12 +382,12 @@ def test_ex14_guest_int_0x80_np_then_pf(policy: object) -> None:
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex15_intr_exit_after_the_reinjection(policy: object) -> None:
+def test_ex15_intr_exit_after_the_reinjection(policy: PolicyName) -> None:
     """EX-15, K-6.0-9, K-6.0-12: the #BP was delivered; INTR exit; soft_int consumed; nothing requeued."""
     from dsl.engine import ExitFor
     from dsl.engine.vocab import ExitCode
 
-    result = execute_cut_short(INT3, policy, before_run=(ExitFor(ExitCode.INTR),))  # type: ignore[arg-type]
+    result = execute_cut_short(INT3, policy, before_run=(ExitFor(ExitCode.INTR),))
     assert result.exits[1].exit_code == 0x60
     assert result.exits[1].exit_int_info == 0
     assert len(result.requeued) == 1
@@ -395,50 +395,50 @@ def test_ex15_intr_exit_after_the_reinjection(policy: object) -> None:
     assert any(t.rule == "K-6.0-12" for t in result.trace)
 
 
-def _ex16(policy: object, nrips: bool) -> object:
+def _ex16(policy: PolicyName, nrips: bool) -> Result:
     from dsl.engine import CancelEntry
 
-    return inject(BP, policy, nrips=nrips, before=(), after=(CancelEntry(),), source=InjectionSource.USERSPACE)  # type: ignore[arg-type]
+    return inject(BP, policy, nrips=nrips, before=(), after=(CancelEntry(),), source=InjectionSource.USERSPACE)
 
 
 def test_ex16_kvm_5_19_cancel_drops_the_bp() -> None:
     """EX-16, K-5.19-17: the KVM-injected #BP is dropped on cancel (not requeued)."""
     result = _ex16(KVM_5_19, True)
-    assert obs(result, "requeued") is False  # type: ignore[arg-type]
-    assert result.vmruns[0].event_inj == 0  # type: ignore[attr-defined]
+    assert obs(result, "requeued") is False
+    assert result.vmruns[0].event_inj == 0
 
 
 def test_ex16_kvm_5_19_nrips0_cancel_unwinds_the_int3_advance() -> None:
     """EX-16, K-5.19-14, K-5.19-17: dropped; unwind RIP 0x1001 → 0x1000."""
     result = _ex16(KVM_5_19, False)
-    assert any(t.rule == "K-5.19-14" and t.action.value == "unwind" for t in result.trace)  # type: ignore[attr-defined]
-    assert result.vmruns[0].rip == 0x1000  # type: ignore[attr-defined]
+    assert any(t.rule == "K-5.19-14" and t.action.value == "unwind" for t in result.trace)
+    assert result.vmruns[0].rip == 0x1000
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex16_cancel_requeues_and_restuffs(policy: object) -> None:
+def test_ex16_cancel_requeues_and_restuffs(policy: PolicyName) -> None:
     """EX-16, K-6.0-15: RQ; re-stuff nr 0x1001; the next entry re-injects without decoding."""
     result = _ex16(policy, True)
-    assert obs(result, "requeued") is True  # type: ignore[arg-type]
-    assert any(t.rule == "K-6.0-10" for t in result.trace)  # type: ignore[attr-defined]
-    assert len([t for t in result.trace if t.action.value == "decode"]) == 1  # type: ignore[attr-defined]
-    assert obs(result, "return_rip") == 0x1001  # type: ignore[arg-type]
+    assert obs(result, "requeued") is True
+    assert any(t.rule == "K-6.0-10" for t in result.trace)
+    assert len([t for t in result.trace if t.action.value == "decode"]) == 1
+    assert obs(result, "return_rip") == 0x1001
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
-def test_ex16_cancel_nrips0_unwinds_and_decodes_again(policy: object) -> None:
+def test_ex16_cancel_nrips0_unwinds_and_decodes_again(policy: PolicyName) -> None:
     """EX-16, K-6.0-11, K-6.0-15: unwind 0x1001 → 0x1000; the next entry decodes again."""
     result = _ex16(policy, False)
-    assert any(t.rule == "K-6.0-11" for t in result.trace)  # type: ignore[attr-defined]
-    assert len([t for t in result.trace if t.action.value == "decode"]) == 2  # type: ignore[attr-defined]
+    assert any(t.rule == "K-6.0-11" for t in result.trace)
+    assert len([t for t in result.trace if t.action.value == "decode"]) == 2
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
 @pytest.mark.parametrize(("nrips", "shadow"), [(True, True), (False, False)])
-def test_ex17_int3_in_an_sti_shadow(policy: object, nrips: bool, shadow: bool) -> None:
+def test_ex17_int3_in_an_sti_shadow(policy: PolicyName, nrips: bool, shadow: bool) -> None:
     """EX-17, H-35, K-6.0-16: the look-ahead skip keeps the shadow bit, the committing skip clears it."""
     result = execute_cut_short(
-        b"\xfb\xcc", policy, at=0x0FFF, nrips=nrips, rflags=0x2,  # type: ignore[arg-type]
+        b"\xfb\xcc", policy, at=0x0FFF, nrips=nrips, rflags=0x2,
         before_run=(),
     )  # fmt: skip
     from dsl.engine import Execute, Program, Run, Setup, run
@@ -446,7 +446,7 @@ def test_ex17_int3_in_an_sti_shadow(policy: object, nrips: bool, shadow: bool) -
     setup = Setup(rip=0x0FFF, rflags=0x2, code=(CodeBytes(0x0FFF, b"\xfb\xcc"),))
     staged = run(
         Program(setup, (Execute(), cut_short(), Execute(), Run()), policy=policy, options=options(nrips=nrips))
-    )  # type: ignore[arg-type]
+    )
     assert result is not None
     assert staged.exits[0].exit_int_info == 0x80000303
     assert obs(staged, "interrupt_shadow") is shadow
@@ -454,7 +454,7 @@ def test_ex17_int3_in_an_sti_shadow(policy: object, nrips: bool, shadow: bool) -
 
 
 @pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
-def test_ex18_hardware_pf_requeued_with_its_error_code(policy: object) -> None:
+def test_ex18_hardware_pf_requeued_with_its_error_code(policy: PolicyName) -> None:
     """EX-18, K-5.19-14, K-6.0-9: a guest #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2."""
     from dsl.engine import Event, Program, Run, Setup, run
     from dsl.engine.vocab import EventType
@@ -467,7 +467,7 @@ def test_ex18_hardware_pf_requeued_with_its_error_code(policy: object) -> None:
             cut_short(FaultKind.NPF),
             Run(),
         ),
-        policy=policy,  # type: ignore[arg-type]
+        policy=policy,
     )
     result = run(program)
     assert obs(result, "exit_int_info") == 0x80000B0E
