@@ -9,7 +9,6 @@ Nothing but `SvmError` is ever raised.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -29,7 +28,6 @@ LINEAR_BITS_LEGACY = 32
 MAX_PRIVILEGE = 3
 VECTOR_BITS = 8
 WORD_BITS = 64
-SIMILARITY = 0.6
 #: Where the examples put the instruction under test when a scenario gives no `rip` (examples.md).
 DEFAULT_RIP = 0x1000
 
@@ -63,12 +61,8 @@ def check(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """'did you mean X?' for the nearest candidate (case-insensitive), or None."""
-    options = list(candidates)
-    by_lower = {c.lower(): c for c in options}
-    if word.lower() in by_lower:
-        return f"did you mean {by_lower[word.lower()]}?"
-    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=SIMILARITY)
-    return f"did you mean {by_lower[close[0]]}?" if close else None
+    found = vocabulary.nearest(word, candidates)
+    return f"did you mean {found}?" if found else None
 
 
 def _texts(svm_file: ast.SvmFile) -> dict[str, str]:

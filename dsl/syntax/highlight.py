@@ -17,6 +17,7 @@ from pygments.token import (  # type: ignore[import-untyped]
     Whitespace,
 )
 
+from dsl.engine.vocab import Outcome
 from dsl.syntax import vocabulary
 
 #: Words that start or structure a block.
@@ -31,10 +32,7 @@ SENTENCE_KEYWORDS = (
     "save", "and", "restore", "nested", "run", "pending", "regs", "first", "host", "re-enters", "expect",
     "delivered", "no", "spurious", "return", "contains", "bytes", "int", "irq", "nmi", "event", "true", "false",
 )  # fmt: skip
-OUTCOME_WORDS = (
-    "reinject", "retry", "dropped", "lost", "duplicated", "unspecified", "unsupported", "vmexit invalid",
-    "host bug", "emulation error",
-)  # fmt: skip
+OUTCOME_WORDS = tuple(vocabulary.outcome_spelling(o) for o in Outcome)
 _WORD_END = r"(?![\w.\-])"
 
 

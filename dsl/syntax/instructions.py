@@ -63,11 +63,12 @@ def prefix_byte(word: str) -> int:
 class ShapeError(Exception):
     """A sentence the grammar accepted but whose parts do not fit together (e.g. an instruction's words)."""
 
-    def __init__(self, loc: Loc, message: str, expected: str) -> None:
+    def __init__(self, loc: Loc, message: str, expected: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.loc = loc
         self.message = message
         self.expected = expected
+        self.hint = hint
 
 
 def split_instruction(groups: list[list[Any]], loc: Loc, token_loc: Callable[[Token], Loc]) -> ast.Instruction:

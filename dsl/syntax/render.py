@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsl.syntax import ast
+from dsl.syntax import ast, vocabulary
 from dsl.syntax.transform import quote
 
 #: Values written in decimal (counts and small enumerations); everything else is written in hex.
@@ -162,7 +162,7 @@ def _step(s: ast.Step) -> str:
 def expectation(e: ast.Expectation) -> str:
     match e:
         case ast.OutcomeExpectation(outcome=o, checks=cs):
-            return f"expect {o.value.replace('_', ' ')}" + (f" with {fields(cs)}" if cs else "")
+            return f"expect {vocabulary.outcome_spelling(o)}" + (f" with {fields(cs)}" if cs else "")
         case ast.DeliveredExpectation(event=ev, return_rip=rip, error_code=err, negated=negated):
             if negated:
                 return f"expect no {event(ev)}"

@@ -33,6 +33,6 @@ def parse_source(text: str, filename: str, source: str | None = None) -> ast.Svm
     except VisitError as error:
         cause = error.orig_exc
         if isinstance(cause, ShapeError):
-            diagnostic = make_diagnostic(source, cause.loc, cause.message, expected=cause.expected)
+            diagnostic = make_diagnostic(source, cause.loc, cause.message, expected=cause.expected, hint=cause.hint)
             raise BlockError(diagnostic) from None
         raise

@@ -11,7 +11,7 @@ from lark.tree import Meta
 
 from dsl.engine.vocab import InjectionSource, Level
 from dsl.errors import Loc
-from dsl.syntax import ast
+from dsl.syntax import ast, vocabulary
 from dsl.syntax.instructions import ShapeError, split_instruction
 
 _LEVELS = {"l0": Level.L0, "l1": Level.L1, "guest": Level.GUEST}
@@ -337,7 +337,17 @@ class AstBuilder(Transformer[Token, ast.SvmFile]):
     # --- expectations -----------------------------------------------------------------------------------------
 
     def outcome(self, meta: Meta, c: list[Token]) -> ast.Outcome:
-        return ast.Outcome("_".join(str(t) for t in c))
+        word = "_".join(str(t) for t in c)
+        if word in vocabulary.OUTCOMES:
+            return ast.Outcome(word)
+        spellings = [vocabulary.outcome_spelling(o) for o in ast.Outcome]
+        near = vocabulary.nearest(word, vocabulary.OUTCOMES)
+        raise ShapeError(
+            self._tok_loc(c[0]),
+            f"unknown outcome '{' '.join(str(t) for t in c)}'",
+            "an outcome (" + ", ".join(spellings) + ") or a check such as `expect next_rip == 0x1001`",
+            f"did you mean {vocabulary.outcome_spelling(ast.Outcome(near))}?" if near else None,
+        )
 
     def expect_outcome(self, meta: Meta, c: list[Any]) -> ast.OutcomeExpectation:
         checks = c[1] if len(c) > 1 else ()

@@ -7,6 +7,9 @@ are spellings that only the language has (exit reasons by instruction name, RFLA
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 from dsl.engine.vocab import (
     CpuMode,
     Evidence,
@@ -117,3 +120,23 @@ MNEMONICS: tuple[str, ...] = (
     "rdtsc", "pause", "vmmcall", "vmrun", "vmload", "vmsave", "stgi", "clgi", "iret", "iretd", "iretq", "ret",
     "leave", "pushf", "popf", "out", "in", "mov", "push", "pop", "bswap", "jmp", "call",
 )  # fmt: skip
+
+#: Outcomes whose words read better apart (`expect vmexit invalid`); the others keep their underscore.
+SPACED_OUTCOMES: tuple[Outcome, ...] = (Outcome.VMEXIT_INVALID, Outcome.HOST_BUG, Outcome.EMULATION_ERROR)
+
+#: How close a word must be to suggest it ("did you mean"), as a difflib ratio.
+SIMILARITY = 0.6
+
+
+def nearest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate nearest to `word` (case-insensitive), or None when nothing is close."""
+    by_lower = {c.lower(): c for c in candidates}
+    if word.lower() in by_lower:
+        return by_lower[word.lower()]
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=SIMILARITY)
+    return by_lower[close[0]] if close else None
+
+
+def outcome_spelling(outcome: Outcome) -> str:
+    """How an outcome is written after `expect`."""
+    return outcome.value.replace("_", " ") if outcome in SPACED_OUTCOMES else outcome.value

@@ -182,3 +182,10 @@ unders = st.builds(
 )
 
 statements = st.one_of(settings_, steps, expectations, unders)
+
+#: The statements of one source line: `under …:` takes the rest of its line, so it can only come last.
+lines = st.builds(
+    lambda head, tail: tuple(head) + tuple(tail),
+    st.lists(st.one_of(settings_, steps, expectations), max_size=3),
+    st.lists(unders, max_size=1),
+).filter(bool)
