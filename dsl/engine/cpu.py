@@ -192,7 +192,7 @@ def _push_frame(m: Machine, ev: InFlight, gate_type: GateType) -> None:
     change = m.put(vmcb, "rip", m.handler_address(ev.vector), "guest.")
     vmcb.rflags &= ~cleared
     shown = "unspecified" if ev.return_rip is None else f"{ev.return_rip:#x}"
-    name = Vector(ev.vector).mnemonic if ev.vector in Vector._value2member_map_ else f"vector {ev.vector:#x}"
+    name = events.VECTOR_NAMES[ev.vector]
     source = "injected" if ev.injected else "raised by the guest"
     m.log(
         Actor.CPU,

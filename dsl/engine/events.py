@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from dsl.engine.vocab import RESERVED_EVENT_TYPES, SOFT_EXCEPTION_VECTORS, EventType, Vector
 
 VECTOR_MASK = 0xFF
@@ -39,10 +41,19 @@ def has_error_code(value: int) -> bool:
     return bool(value & ERROR_VALID)
 
 
+_TYPES: dict[int, EventType | None] = {
+    raw: (None if raw in RESERVED_EVENT_TYPES else EventType(raw)) for raw in range(TYPE_MASK + 1)
+}
+#: Spellings of vectors in traces: `#BP`, `NMI`, or `vector 0x80`.
+VECTOR_NAMES: dict[int, str] = {
+    vector: (Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {vector:#x}")
+    for vector in range(VECTOR_MASK + 1)
+}
+
+
 def event_type_of(value: int) -> EventType | None:
     """The TYPE field as an EventType; None for the reserved types 1, 5, 6, 7."""
-    raw = type_of(value)
-    return None if raw in RESERVED_EVENT_TYPES else EventType(raw)
+    return _TYPES[(value >> TYPE_SHIFT) & TYPE_MASK]
 
 
 def is_soft_exception(vector: int) -> bool:
@@ -62,12 +73,13 @@ def idt_error_code(vector: int, external: bool = False) -> int:
     return vector * IDT_ERROR_SCALE + IDT_ERROR_IDT_BIT + (IDT_ERROR_EXT_BIT if external else 0)
 
 
+@functools.lru_cache(maxsize=1024)
 def describe(value: int) -> str:
     """`0x80000303 (#BP, exception)` — for trace messages."""
     if not is_valid(value):
         return f"{value:#010x} (not valid)"
     event_type = event_type_of(value)
     vector = vector_of(value)
-    name = Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {vector:#x}"
+    name = VECTOR_NAMES[vector]
     kind = event_type.name.lower() if event_type is not None else f"reserved type {type_of(value)}"
     return f"{value:#010x} ({name}, {kind})"

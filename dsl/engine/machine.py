@@ -33,6 +33,7 @@ from dsl.engine.vocab import (
 )
 
 PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
 ADDRESS_MASK_32 = 0xFFFF_FFFF
 ADDRESS_MASK_16 = 0xFFFF
 RFLAGS_TF = 1 << 8
@@ -199,7 +200,7 @@ class Machine:
     vmcb01: Vmcb
     vmcb02: Vmcb
     kvm: Kvm
-    memory: dict[int, int]
+    memory: dict[int, bytearray]  # 4-KiB page number → bytes
     missing: dict[PageTable, set[int]]
     idt: dict[int, IdtGate]
     breakpoints: dict[int, int]  # linear address → DR slot
@@ -289,13 +290,29 @@ class Machine:
 
     def read(self, linear: int, length: int) -> bytes:
         """Guest bytes at a linear address (unwritten memory reads as 0), wrapping at 4 GiB outside 64-bit mode."""
-        if self.mode is CpuMode.LONG_64:
-            return bytes(self.memory.get(linear + i, 0) for i in range(length))
-        return bytes(self.memory.get((linear + i) & ADDRESS_MASK_32, 0) for i in range(length))
+        if self.mode is not CpuMode.LONG_64:
+            linear &= ADDRESS_MASK_32
+        page, offset = divmod(linear, PAGE_SIZE)
+        if offset + length <= PAGE_SIZE:
+            frame = self.memory.get(page)
+            return bytes(frame[offset : offset + length]) if frame is not None else bytes(length)
+        head = PAGE_SIZE - offset
+        return self.read(linear, head) + self.read(linear + head, length - head)
 
     def write(self, linear: int, data: bytes) -> None:
-        for offset, byte in enumerate(data):
-            self.memory[linear + offset] = byte
+        for index, byte in enumerate(data):
+            address = linear + index
+            if self.mode is not CpuMode.LONG_64:
+                address &= ADDRESS_MASK_32
+            page, offset = divmod(address, PAGE_SIZE)
+            frame = self.memory.get(page)
+            if frame is None:
+                frame = self.memory[page] = bytearray(PAGE_SIZE)
+            frame[offset] = byte
+
+    def has_code(self, linear: int) -> bool:
+        """Whether the scenario wrote anything into the page holding `linear`."""
+        return page_of(linear) in self.memory
 
     def first_missing_page(self, table: PageTable, linear: int, length: int) -> int | None:
         """The first page of [linear, linear+length) missing from `table`; None if all are present."""

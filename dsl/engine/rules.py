@@ -51,11 +51,11 @@ def evidence_of(rule: str) -> Evidence:
     return RULE_EVIDENCE.get(rule, Evidence.VERIFIED)
 
 
+_RANK: dict[Evidence, int] = {tag: _STRENGTH.index(tag) for tag in _STRENGTH} | {Evidence.ARCH: 0}
+
+
 def weakest(rules: tuple[str, ...] | list[str] | set[str]) -> Evidence:
-    """The weakest evidence among `rules` ([V] when empty)."""
-    rank = 0
-    for rule in rules:
-        tag = evidence_of(rule)
-        if tag is not Evidence.ARCH:
-            rank = max(rank, _STRENGTH.index(tag))
+    """The weakest evidence among `rules` ([V] when empty). Reads RULE_EVIDENCE at call time, so policy modules
+    may register the tags of their own rules (XEN-n, BHYVE-n …)."""
+    rank = max((_RANK[RULE_EVIDENCE.get(rule, Evidence.VERIFIED)] for rule in rules), default=0)
     return _STRENGTH[rank]

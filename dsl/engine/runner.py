@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dsl.engine import cpu, events
 from dsl.engine.cpu import Exit
+from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
 from dsl.engine.errors import EngineError
 from dsl.engine.machine import Kvm, Machine, Subject, Vmcb, page_of
 from dsl.engine.outcome import classify
@@ -316,13 +317,11 @@ def _settled(m: Machine) -> bool:
     subject = m.subject
     if subject is None:
         # Nothing raised yet: keep executing the scenario's own code, stop where no code was written.
-        return m.linear(m.vmcb.rip) not in m.memory
+        return not m.has_code(m.linear(m.vmcb.rip))
     if m.linear(m.vmcb.rip) != subject.linear:
         return True
     if subject.deliveries == 0:
         return False
-    from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
-
     insn = cpu_decode(m.read(subject.linear, MAX_INSN_LENGTH), m.mode.bitness, m.vmcb.rip)
     return insn.kind not in (InsnKind.INT3, InsnKind.INTO, InsnKind.INT_N, InsnKind.ICEBP)
 

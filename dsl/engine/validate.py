@@ -6,6 +6,8 @@ VMEXIT_INVALID (H-8, K-7.1-6).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dsl.engine.errors import EngineError
 from dsl.engine.policies import POLICIES, implemented
 from dsl.engine.program import (
@@ -55,9 +57,10 @@ ASYNC_EXITS: tuple[ExitCode, ...] = (
 MAX_PATCH_BYTES = 4096
 
 
-def _check(condition: bool, field: str, value: object, expected: str) -> None:
+def _check(condition: bool, field: str, value: object, expected: str | Callable[[], str]) -> None:
+    """Raise when `condition` fails; `expected` may be a function, so costly messages are built only then."""
     if not condition:
-        raise EngineError(field, value, expected)
+        raise EngineError(field, value, expected if isinstance(expected, str) else expected())
 
 
 def _rip_limit(mode: CpuMode) -> int:
@@ -70,7 +73,7 @@ def validate(program: Program) -> None:
         program.policy in POLICIES,
         "policy",
         program.policy.value,
-        "one of " + ", ".join(p.value for p in implemented()),
+        lambda: "one of " + ", ".join(p.value for p in implemented()),
     )
     _check(
         not program.options.seed_as_committed or program.policy is PolicyName.KVM_6_0,
@@ -85,7 +88,7 @@ def validate(program: Program) -> None:
 
 def _validate_setup(setup: Setup) -> None:
     limit = _rip_limit(setup.mode)
-    _check(0 <= setup.rip <= limit, "setup.rip", setup.rip, f"0 … {limit:#x} in {setup.mode.value} mode")
+    _check(0 <= setup.rip <= limit, "setup.rip", setup.rip, lambda: f"0 … {limit:#x} in {setup.mode.value} mode")
     _check(0 <= setup.cs_base <= MAX_U32, "setup.cs_base", setup.cs_base, "0 … 0xffffffff")
     _check(0 <= setup.rflags <= MAX_U64, "setup.rflags", setup.rflags, "a 64-bit value")
     _check(0 <= setup.cpl <= MAX_PRIVILEGE, "setup.cpl", setup.cpl, "0 … 3")
@@ -154,7 +157,7 @@ def _validate_step(program: Program, field: str, step: object) -> None:
             step.exit_code in ASYNC_EXITS,
             f"{field}.exit_code",
             step.exit_code,
-            "one of " + ", ".join(code.name for code in ASYNC_EXITS),
+            lambda: "one of " + ", ".join(code.name for code in ASYNC_EXITS),
         )
     elif isinstance(step, ModifyCode):
         _check(0 < len(step.data) <= MAX_PATCH_BYTES, f"{field}.data", len(step.data), "1 … 4096 bytes")

@@ -134,7 +134,7 @@ class Kvm519(Policy):
     def trace_exception(self, m: Machine, reinjected: bool) -> None:
         """kvm_inj_exception, without a re-injection flag in kvm-5.19 (K-5.19-25)."""
         vector = m.kvm.queue.exception_vector
-        name = Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {vector:#x}"
+        name = events.VECTOR_NAMES[vector]
         m.tracepoints.append(f"kvm_inj_exception: {name}")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:

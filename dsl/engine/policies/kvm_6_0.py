@@ -88,7 +88,7 @@ class Kvm60(Kvm519):
     def trace_exception(self, m: Machine, reinjected: bool) -> None:
         """kvm_inj_exception with " [reinjected]" (K-6.0-18)."""
         vector = m.kvm.queue.exception_vector
-        name = Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {vector:#x}"
+        name = events.VECTOR_NAMES[vector]
         m.tracepoints.append(f"kvm_inj_exception: {name}{' [reinjected]' if reinjected else ''}")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:
