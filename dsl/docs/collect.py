@@ -26,6 +26,7 @@ from dsl.runtime.runner import find_case
 from dsl.runtime.session import GUEST_VISIBLE, Entry, FileError, run_paths
 from dsl.runtime.values import show
 from dsl.runtime.verdict import Verdict
+from dsl.syntax import ast
 from dsl.syntax.parse import parse_text
 
 HTML_SUFFIX = ".html"
@@ -103,6 +104,7 @@ def _file_view(
                 source=_block(lines, item.loc.line, starts),
                 cases=cases,
                 rows=rows,
+                row_titles=tuple(s.title for s in item.scenarios) if isinstance(item, ast.ScenarioOutline) else (),
             )
         )
     background = next((b for b in svm.backgrounds), None)

@@ -12,8 +12,11 @@ import re
 #: HTML's special characters, as entities (GitHub then shows them literally).
 _ENTITIES: dict[str, str] = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
 
-#: Markdown punctuation that can start emphasis, code, links, tables, strikethrough, images or autolinks.
-_MARKUP = frozenset("\\`*_[]{}()|~!#+-.:")
+#: Markdown punctuation that opens emphasis, code, links and images, table cells or strikethrough anywhere in a line
+#: (`(`, `)` and `!` only mean something next to an escaped `[` or `]`).
+_MARKUP = frozenset("\\`*_[]|~")
+#: What makes a line a heading, list item, quote, rule or setext underline when it starts the line.
+_LINE_START = re.compile(r"^([ \t]*)([#>+=-]|\d+(?=[.)]))", re.MULTILINE)
 
 _LONGEST_BACKTICKS = re.compile(r"`+")
 #: The shortest fence CommonMark accepts.
@@ -38,7 +41,14 @@ def escape(value: object) -> Raw:
             out.append("\\" + char)
         else:
             out.append(char)
-    return Raw("".join(out))
+    return Raw(_LINE_START.sub(_escape_line_start, "".join(out)))
+
+
+def _escape_line_start(match: re.Match[str]) -> str:
+    indent, marker = match.group(1), match.group(2)
+    if marker[0].isdigit():
+        return f"{indent}{marker}\\"  # `1.` → `1\.`: the escape goes before the dot the lookahead saw
+    return f"{indent}\\{marker}"
 
 
 def cell(value: object) -> Raw:

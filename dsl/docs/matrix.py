@@ -29,7 +29,7 @@ class MatrixCell:
 class MatrixRow:
     """A scenario (or one row of an outline) across every policy of the site."""
 
-    title: str
+    label: str
     href: str
     row: int | None
     tags: tuple[str, ...]
@@ -39,10 +39,6 @@ class MatrixRow:
     @property
     def diverges(self) -> bool:
         return any(cell.diverges for cell in self.cells)
-
-    @property
-    def label(self) -> str:
-        return self.title if self.row is None else f"{self.title} (row {self.row})"
 
 
 @attrs.frozen
@@ -84,7 +80,7 @@ def divergences(site: Site) -> tuple[Divergence, ...]:
         for scenario in file.scenarios:
             for case in scenario.cases:
                 if case.diverges:
-                    title = scenario.title if case.row is None else f"{scenario.title} (row {case.row})"
+                    title = scenario.title_of(case.row)
                     href = f"{file.page}#{case.anchor}"
                     found.append(Divergence(title, case.policy, href, case.divergence, case.status))
     return tuple(found)
@@ -93,7 +89,7 @@ def divergences(site: Site) -> tuple[Divergence, ...]:
 def _row(site: Site, file: FileView, scenario: ScenarioView, row: int | None) -> MatrixRow:
     cells = tuple(_cell(file, scenario.case(policy, row), policy) for policy in site.policies)
     present = tuple(cell.policy for cell in cells if cell.status is not Status.NOT_APPLICABLE)
-    return MatrixRow(scenario.title, f"{file.page}#{scenario.anchor}", row, scenario.tags, present, cells)
+    return MatrixRow(scenario.title_of(row), f"{file.page}#{scenario.anchor}", row, scenario.tags, present, cells)
 
 
 def _cell(file: FileView, case: CaseView | None, policy: str) -> MatrixCell:

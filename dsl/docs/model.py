@@ -79,6 +79,14 @@ class ScenarioView:
     source: SourceBlock
     cases: tuple[CaseView, ...]
     rows: tuple[int | None, ...]  # (None,) for a plain scenario
+    row_titles: tuple[str, ...] = ()  # an outline's title with each row's values substituted, in row order
+
+    def title_of(self, row: int | None) -> str:
+        """The title a row reads as: `INT3 cut short under nrips=0 (row 2)`; the title itself for a scenario."""
+        if row is None:
+            return self.title
+        substituted = self.row_titles[row - 1] if 0 < row <= len(self.row_titles) else self.title
+        return f"{substituted} (row {row})"
 
     def case(self, policy: str, row: int | None) -> CaseView | None:
         """The case under `policy` (and `row`), if the scenario runs there."""

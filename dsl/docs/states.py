@@ -133,7 +133,8 @@ def state_rows(setup: Setup, trace: tuple[TraceEntry, ...]) -> tuple[StateRow, .
                 others.append(f"{change.name} {show(change.old)} → {show(change.new)}")
                 continue
             state[column] = change.new
-            changed.append(column)
+            if change.new != change.old:  # a write of the same value is not a change worth marking
+                changed.append(column)
         if not reports_queue:
             _follow_queue(entry, state, changed)
         rows.append(
