@@ -6,7 +6,7 @@ calls the hypervisor: it returns an `Exit` and the run loop hands it to the poli
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 from dsl.engine import events
 from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
@@ -52,8 +52,7 @@ _EVENT_OF: dict[InsnKind, tuple[int, EventType, bool]] = {
 }
 
 
-@attrs.frozen
-class Exit:
+class Exit(NamedTuple):
     """A #VMEXIT as the CPU produced it, and who must handle it."""
 
     code: int
@@ -316,7 +315,7 @@ def execute(m: Machine) -> Exit | None:
     if guest_page is not None:
         m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {linear:#x}: guest page not present, #PF")
         fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
-        return deliver(m, attrs.evolve(fault, maps_page=guest_page))
+        return deliver(m, fault._replace(maps_page=guest_page))
     if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
         return _code_breakpoint(m, rip, linear)
     m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({code[: insn.length].hex(' ')})")

@@ -7,6 +7,8 @@ the `Result` — is frozen. Fields are named after the VMCB and KVM fields of kv
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import attrs
 
 from dsl.engine import events
@@ -143,9 +145,11 @@ class Kvm:
     insn_emulation_fail: int = 0
 
 
-@attrs.frozen
-class InFlight:
-    """An event the CPU is delivering: what it is, where its frame returns to, and where delivery started."""
+class InFlight(NamedTuple):
+    """An event the CPU is delivering: what it is, where its frame returns to, and where delivery started.
+
+    NamedTuples for the CPU's short-lived values: immutable like attrs frozen classes, much cheaper to create.
+    """
 
     vector: int
     type: EventType
@@ -160,8 +164,7 @@ class InFlight:
     maps_page: int | None = None  # a guest #PF on an instruction fetch: its handler maps this page
 
 
-@attrs.frozen
-class Frame:
+class Frame(NamedTuple):
     """An exception frame on the guest stack: the handler's IRET returns to `return_rip` with `rflags`."""
 
     vector: int

@@ -56,9 +56,12 @@ class Change(NamedTuple):
     new: object
 
 
-@attrs.frozen
-class TraceEntry:
-    """One thing the model did: who, what, under which spec rule, and which fields changed."""
+class TraceEntry(NamedTuple):
+    """One thing the model did: who, what, under which spec rule, and which fields changed.
+
+    A NamedTuple rather than an attrs class: immutable and picklable all the same, and a run creates dozens of
+    them, where attrs' frozen __init__ would dominate the engine's time (benchmarks/bench_engine.py).
+    """
 
     actor: Actor
     action: Action
