@@ -1,0 +1,156 @@
+"""The checker: what the grammar cannot catch, each reported with a clear message and a near name."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsl.compiler.check import check, check_file
+from dsl.errors import Diagnostic, Severity, SvmCheckError, SvmError
+from dsl.syntax import parse_text
+
+
+def diagnostics(text: str) -> list[Diagnostic]:
+    return list(check(parse_text(text, "c.svm")))
+
+
+def messages(text: str) -> list[str]:
+    return [d.message for d in diagnostics(text)]
+
+
+def scenario(*lines: str) -> str:
+    return 'scenario "t":\n' + "".join(f"  {line}\n" for line in lines)
+
+
+def test_a_correct_scenario_has_nothing_to_report() -> None:
+    """EX-01 as the seed commit tells it."""
+    assert (
+        diagnostics(
+            scenario(
+                "policies kvm-5.19, kvm-6.0, kvm-mainline",
+                "code at 0x1000: int3; rip 0x1000",
+                "guest executes int3; vectoring hits #PF intercepted by L0",
+                "under kvm-6.0, kvm-mainline: expect reinject with next_rip=0x1001",
+            )
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "hint"),
+    [
+        ("profile amd-nrip", "unknown hardware profile 'amd-nrip'", "did you mean amd-nrips?"),
+        ("policies kvm-6.1", "unknown policy 'kvm-6.1'", "did you mean kvm-6.19?"),
+        ("mode long", "unknown CPU mode 'long'", "did you mean long64?"),
+        ("paging ept", "unknown paging mode 'ept'", "did you mean npt?"),
+        ("protection sev_es", "unknown guest protection 'sev_es'", "did you mean sev-es?"),
+        ("code at 0x1000: int80", "unknown mnemonic 'int80'", "did you mean int 80? (int3 is the one-byte CC form)"),
+        ("code at 0x1000: nopp", "unknown mnemonic 'nopp'", "did you mean nop?"),
+        ("idt gate #pf not present", "unknown vector '#pf'", "did you mean #PF?"),
+        ("vectoring hits #npf intercepted", "unknown fault '#npf'", "did you mean #NPF?"),
+        ("exit for cpuidd", "unknown exit reason 'cpuidd'", "did you mean cpuid?"),
+        ("expect event_injj == 0", "unknown observable 'event_injj'", "did you mean event_inj?"),
+        ("expect exit_code[frist] == 0x4e", "unknown pick 'frist'", "did you mean first?"),
+        ("rflags IF, OFF", "unknown RFLAGS flag 'OFF'", "did you mean OF?"),
+        ("breakpoint dr4 at 0x1000", "unknown debug register 'dr4'", "did you mean dr3?"),
+    ],
+)
+def test_unknown_names_get_a_near_name(line: str, message: str, hint: str) -> None:
+    (found,) = diagnostics(scenario(line))
+    assert (found.message, found.hint) == (message, hint)
+    assert found.expected is not None
+
+
+def test_rip_out_of_range_for_the_mode() -> None:
+    """H-30: RIP is 16 bits in real mode, 32 in protected32; the message says the limit."""
+    (real,) = diagnostics(scenario("mode real", "rip 0x10000"))
+    assert real.message == "rip 0x10000 is out of range in real mode"
+    assert real.expected == "at most 0xffff (16-bit instruction pointer)"
+    (prot,) = diagnostics(scenario("mode protected32", "rip 0x100000000"))
+    assert prot.expected == "at most 0xffffffff (32-bit instruction pointer)"
+    assert diagnostics(scenario("mode long64", "rip 0x100000000")) == []
+
+
+def test_expectation_under_a_policy_the_scenario_does_not_run() -> None:
+    (found,) = diagnostics(scenario("policies kvm-5.19, kvm-6.0", "under kvm-6.19: expect retry"))
+    assert found.message == "expectation under kvm-6.19, which this scenario does not run"
+    assert found.expected == "one of the scenario's policies: kvm-5.19, kvm-6.0"
+
+
+def test_the_mainline_alias_is_the_newest_policy() -> None:
+    """README § Policy names: kvm-mainline is kvm-7.1."""
+    assert diagnostics(scenario("policies kvm-mainline", "under kvm-7.1: expect reinject")) == []
+
+
+def test_same_setting_twice_with_different_values_in_one_block() -> None:
+    (found,) = diagnostics(scenario("paging shadow", "paging npt"))
+    assert found.message == "paging is set twice with different values"
+
+
+def test_a_scenario_may_override_its_background() -> None:
+    assert diagnostics("background:\n  paging shadow\n" + scenario("paging npt")) == []
+
+
+def test_sev_with_nrips_off_is_noted_as_a_warning() -> None:
+    """K-6.6-4, EX-37: kvm-6.6 and later refuse SEV without nrips; other policies allow it."""
+    (found,) = diagnostics(scenario("protection sev", "nrips 0"))
+    assert found.severity is Severity.WARNING
+    assert "K-6.6-4" in found.message
+
+
+def test_seed_as_committed_is_a_variant_of_kvm_6_0() -> None:
+    """README: the seed as first committed differs from kvm-6.0 in K-6.0-20 only."""
+    assert diagnostics(scenario("policies kvm-6.0", "variant seed-as-committed")) == []
+    (found,) = diagnostics(scenario("policies kvm-6.2", "variant seed-as-committed"))
+    assert "variant of kvm-6.0" in found.message
+
+
+def test_l1_steps_need_an_l1() -> None:
+    found = messages(scenario("inject #BP from L1 with next_rip=0x5002", "vectoring hits #PF intercepted by L1"))
+    assert found == [
+        "an injection from L1 needs an L1",
+        "intercepted by L1, but this scenario has no L1",
+    ]
+    assert messages(scenario("l1 with nrips", "inject #BP from L1 with next_rip=0x5002")) == []
+
+
+def test_injection_fields_depend_on_the_source() -> None:
+    """Userspace gives an error code only; L1 writes vmcb12 rip/next_rip/cs_base (K-6.0-20)."""
+    (found,) = diagnostics(scenario("inject #BP from userspace with next_rip=0x1001"))
+    assert found.message == "unknown field for inject from userspace 'next_rip'"
+
+
+def test_overlapping_code() -> None:
+    (found,) = diagnostics(scenario("code at 0x1000: int 0x80", "code at 0x1001: nop"))
+    assert found.message == "code at 0x1001 overlaps the code at 0x1000 (line 2)"
+
+
+def test_duplicate_scenario_titles() -> None:
+    (found,) = diagnostics(scenario("run") + scenario("run"))
+    assert found.message == 'duplicate scenario title "t"'
+    assert found.hint == "first used at line 1"
+
+
+def test_unused_outline_column() -> None:
+    text = 'scenario outline "o <a>":\n  rip <a>\n  examples:\n    | a | b |\n    | 1 | 2 |\n'
+    assert messages(text) == ["column 'b' is not used by any <b> placeholder"]
+
+
+def test_a_problem_from_one_row_names_the_row() -> None:
+    text = 'scenario outline "o <p>":\n  policies <p>\n  examples:\n    | p |\n    | kvm-6.0 |\n    | kvm-6.9 |\n'
+    (found,) = diagnostics(text)
+    assert found.loc.line == 2
+    assert found.hint == "did you mean kvm-6.19? (examples row at line 6: | kvm-6.9 |)"
+
+
+def test_check_file_raises_one_error_with_every_problem() -> None:
+    svm = parse_text(scenario("profile amd", "mode long") + 'scenario "u":\n  policies kvm\n', "c.svm")
+    with pytest.raises(SvmCheckError) as caught:
+        check_file(svm)
+    assert [d.loc.line for d in caught.value.diagnostics] == [2, 3, 5]
+    assert isinstance(caught.value, SvmError)
+
+
+def test_check_file_returns_warnings_when_there_is_no_error() -> None:
+    warnings = check_file(parse_text(scenario("profile amd-no-nrips", "nrips 1")))
+    assert [w.severity for w in warnings] == [Severity.WARNING]
