@@ -59,7 +59,7 @@ def test_encoding_matches_and_decodes_back(text: str, mode: CpuMode, encoded: st
     decoded = Decoder(mode.bitness, data, ip=0x1000).decode()
     assert decoded.len == len(data)
     mnemonic = Formatter(FormatterSyntax.INTEL).format(decoded).split()[0]
-    written = [w for w in text.replace(",", " ").split() if w not in ("cs", "es", "data16")][0]
+    written = next(w for w in text.replace(",", " ").split() if w not in ("cs", "es", "data16"))
     assert mnemonic == {"icebp": "int1"}.get(written, written)
 
 
