@@ -299,7 +299,7 @@ def execute(m: Machine) -> Exit | None:
     vmcb = m.vmcb
     rip = vmcb.rip
     linear = m.linear(rip)
-    code = m.read(linear, MAX_INSN_LENGTH)
+    code = m.read(linear, MAX_INSN_LENGTH + 1)  # one more byte shows an over-long instruction (H-27)
     insn = cpu_decode(code, m.mode.bitness, rip)
     host_page = m.first_missing_page(PageTable.HOST, linear, insn.length)
     if host_page is not None:

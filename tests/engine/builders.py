@@ -132,9 +132,12 @@ def inject(
     idt: Iterable[IdtGate] = (),
     opts: PolicyOptions | None = None,
     mode: CpuMode = CpuMode.LONG_64,
+    cpl: int = 0,
 ) -> Result:
     """Userspace (or guest debug) injects `event` with `code` at RIP `at`, then the host runs the guest."""
-    setup = Setup(mode=mode, rip=at, gif=gif, code=(CodeBytes(at, code),), vmcb_next_rip=vmcb_next_rip, idt=tuple(idt))
+    setup = Setup(
+        mode=mode, rip=at, gif=gif, cpl=cpl, code=(CodeBytes(at, code),), vmcb_next_rip=vmcb_next_rip, idt=tuple(idt)
+    )
     steps = (*before, Inject(source, event), *after, Run())
     return run(Program(setup, steps, profile, policy, opts or options(nrips=nrips)))
 
