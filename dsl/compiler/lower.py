@@ -74,7 +74,8 @@ def _lower_item(
 
 def _title_loc(ctx: Context, loc: Loc) -> Loc:
     """Where the `scenario` keyword is: a scenario's location starts at its tags, reports point at its title."""
-    for number, line in enumerate(ctx.text.splitlines()[loc.line - 1 :], start=loc.line):
+    for number in range(loc.line, len(ctx.lines) + 1):
+        line = ctx.line(number)
         stripped = line.lstrip()
         if stripped.startswith(_SCENARIO_KEYWORD):
             return Loc(loc.file, number, len(line) - len(stripped) + 1)

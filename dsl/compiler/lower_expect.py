@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from dsl.compiler.lower_names import Context, did_you_mean, member, vector
 from dsl.compiler.lower_setup import event_of, policy_of
 from dsl.compiler.lowered import Check, Comparison, Probe
 from dsl.engine.result import Observed
 from dsl.engine.vocab import EventType, Evidence, Observable, Outcome, Pick, PolicyName, Vector
-from dsl.errors import Loc, line_of
+from dsl.errors import Loc
 from dsl.syntax import ast
 from dsl.syntax.vocabulary import EXIT_REASONS
 
@@ -30,13 +28,11 @@ _COMPARISONS = {
     ast.Comparison.NE: Comparison.NE,
     ast.Comparison.CONTAINS: Comparison.CONTAINS,
 }
-_STATEMENT_END = re.compile(r"\s*(;|//|$)")
 
 
 def expectation_text(ctx: Context, loc: Loc) -> str:
     """The expectation as written: its source from `loc` to the end of the statement (`;`, comment, line end)."""
-    line = line_of(ctx.text, loc.line) or ""
-    rest = line[loc.column - 1 :]
+    rest = ctx.line(loc.line)[loc.column - 1 :]
     in_quotes = False
     for index, char in enumerate(rest):
         if char == '"':

@@ -27,6 +27,14 @@ class Context:
     file: str
     text: str
     diagnostics: list[Diagnostic] = attrs.Factory(list)
+    lines: list[str] = attrs.field(init=False)  # split once: expectations and titles quote their lines
+
+    def __attrs_post_init__(self) -> None:
+        self.lines = self.text.splitlines()
+
+    def line(self, number: int) -> str:
+        """The text of 1-based line `number` ("" past the end)."""
+        return self.lines[number - 1] if 1 <= number <= len(self.lines) else ""
 
     def error(self, loc: Loc, message: str, *, expected: str | None = None, hint: str | None = None) -> LowerError:
         return LowerError(make_diagnostic(self.text, loc, message, expected=expected, hint=hint))

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="text (default): table, failures and summary; json: the report of docs/report-schema.json",
     )
     run.add_argument("--no-trace", action="store_true", help="leave the engine trace out of failure reports")
+    run.add_argument(
+        "-j",
+        "--jobs",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="worker processes (default 0: one per available core; 1: run in this process)",
+    )
 
     check = commands.add_parser(
         "check", help="parse and check scenarios only", description="Parse and check every scenario under PATH."
@@ -117,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="One line per hypervisor policy and per hardware profile.",
     )
     return parser
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from dsl.runtime import report_json, report_text
 from dsl.runtime.session import run_paths
 from dsl.runtime.term import Painter, Progress, wants_colour
-from dsl.runtime.verdict import CaseResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -17,21 +17,19 @@ EXIT_FAILED = 1
 def run_command(args: argparse.Namespace) -> int:
     progress: Progress | None = None
 
-    def on_total(total: int) -> None:
+    def on_file(done: int, total: int) -> None:
         nonlocal progress
-        progress = Progress(sys.stderr, total=total, label="svmdsl run")
-
-    def on_case(_result: CaseResult) -> None:
-        if progress is not None:
-            progress.advance()
+        if progress is None:
+            progress = Progress(sys.stderr, total=total, label="svmdsl run: files")
+        progress.advance()
 
     try:
         report = run_paths(
             tuple(args.paths),
             policies=tuple(args.policy),
             profiles=tuple(args.profile),
-            on_case=on_case,
-            on_total=on_total,
+            jobs=args.jobs or available_cores(),
+            on_file=on_file,
         )
     finally:
         if progress is not None:
@@ -45,3 +43,8 @@ def run_command(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         sys.stdout.write(report_text.render(report, paint, trace=not args.no_trace))
     return EXIT_OK if report.ok and (report.entries or report.file_errors) else EXIT_FAILED
+
+
+def available_cores() -> int:
+    """The cores this process may run on (what `--jobs 0`, the default, uses)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -7,16 +7,18 @@ address, how many times the subject event was delivered, or a spurious #DB.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 
-from dsl.compiler.lowered import Case
 from dsl.engine.result import Result
 from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name
 from dsl.runtime.discover import ScenarioFile, scenario_files
-from dsl.runtime.loader import LoadedFile, load
+from dsl.runtime.loader import load
 from dsl.runtime.runner import execute
 from dsl.runtime.verdict import CaseResult, Verdict
 
@@ -38,6 +40,7 @@ class Entry:
     result: CaseResult
     profile: str | None = None
     diverges: bool | None = None  # None: no architectural run to compare with
+    visible: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)  # see GUEST_VISIBLE
 
 
 @attrs.frozen
@@ -104,37 +107,72 @@ def run_paths(
     *,
     policies: tuple[str, ...] = (),
     profiles: tuple[str, ...] = (),
-    on_case: Callable[[CaseResult], None] | None = None,
-    on_total: Callable[[int], None] | None = None,
+    jobs: int = 1,
+    on_file: Callable[[int, int], None] | None = None,
 ) -> RunReport:
     """Run every case under `paths`; `policies` restricts to those policies, `profiles` overrides the hardware.
 
-    Raises `PathProblem` for a path that does not exist; every other problem is in the report.
+    With `jobs` > 1, files run in that many worker processes and the entries do not keep the engine's `Result`
+    (their verdicts, mismatches and traces are the same); with 1 (the default) everything runs here and each
+    entry keeps it. `on_file(done, total)` reports progress in files. Raises `PathProblem` for a path that does
+    not exist; every other problem is in the report.
     """
     files = scenario_files(paths)
-    wanted = {policy_by_name(p) for p in policies}
-    overrides: tuple[HardwareProfile | None, ...] = tuple(HardwareProfile(p) for p in profiles) or (None,)
-    file_errors: list[FileError] = []
-    planned: list[tuple[ScenarioFile, LoadedFile, Case, HardwareProfile | None]] = []
-    for file in files:
-        loaded = load(file.path)
-        if loaded.error is not None or loaded.lowered is None:
-            message = loaded.error.render() if loaded.error is not None else "could not be loaded"
-            file_errors.append(FileError(loaded.display, file.topic, message))
+    work = [_FileWork(file, policies, profiles) for file in files]
+    outcomes: list[tuple[FileError | None, list[Entry]]] = []
+    workers = min(jobs, len(files))
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()) as pool:
+            for outcome in pool.map(_run_file_detached, work):
+                outcomes.append(outcome)
+                if on_file is not None:
+                    on_file(len(outcomes), len(files))
+    else:
+        for item in work:
+            outcomes.append(_run_file(item))
+            if on_file is not None:
+                on_file(len(outcomes), len(files))
+    file_errors = tuple(error for error, _ in outcomes if error is not None)
+    entries = [entry for _, file_entries in outcomes for entry in file_entries]
+    return RunReport(_with_divergences(entries), file_errors, files=len(files))
+
+
+@attrs.frozen
+class _FileWork:
+    file: ScenarioFile
+    policies: tuple[str, ...]
+    profiles: tuple[str, ...]
+
+
+def _run_file(work: _FileWork) -> tuple[FileError | None, list[Entry]]:
+    """Every case of one file (load errors become a FileError)."""
+    loaded = load(work.file.path)
+    if loaded.error is not None or loaded.lowered is None:
+        message = loaded.error.render() if loaded.error is not None else "could not be loaded"
+        return FileError(loaded.display, work.file.topic, message), []
+    wanted = {policy_by_name(p) for p in work.policies}
+    overrides: tuple[HardwareProfile | None, ...] = tuple(HardwareProfile(p) for p in work.profiles) or (None,)
+    entries = []
+    for case in loaded.lowered.cases:
+        if work.policies and case.policy not in wanted:
             continue
-        for case in loaded.lowered.cases:
-            if policies and case.policy not in wanted:
-                continue
-            planned.extend((file, loaded, case, profile) for profile in overrides)
-    if on_total is not None:
-        on_total(len(planned))
-    entries: list[Entry] = []
-    for file, loaded, case, profile in planned:
-        result = execute(case, loaded, profile=profile)
-        entries.append(Entry(file.topic, result, profile.value if profile else None))
-        if on_case is not None:
-            on_case(result)
-    return RunReport(_with_divergences(entries), tuple(file_errors), files=len(files))
+        for profile in overrides:
+            result = execute(case, loaded, profile=profile)
+            visible = _visible(result.result) if result.result is not None else None
+            entries.append(Entry(work.file.topic, result, profile.value if profile else None, visible=visible))
+    return None, entries
+
+
+def _run_file_detached(work: _FileWork) -> tuple[FileError | None, list[Entry]]:
+    """`_run_file` in a worker process: the engine Results stay behind (they are large to send back)."""
+    error, entries = _run_file(work)
+    return error, [attrs.evolve(e, result=attrs.evolve(e.result, result=None)) for e in entries]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    # fork starts workers with everything imported already; elsewhere the platform default
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
 def _with_divergences(entries: list[Entry]) -> tuple[Entry, ...]:
@@ -143,18 +181,17 @@ def _with_divergences(entries: list[Entry]) -> tuple[Entry, ...]:
         return (key.file, key.scenario, key.row, entry.profile)
 
     reference = {
-        place(e): e.result.result
+        place(e): e.visible
         for e in entries
-        if e.result.key.policy == PolicyName.ARCHITECTURAL.value and e.result.result is not None
+        if e.result.key.policy == PolicyName.ARCHITECTURAL.value and e.visible is not None
     }
     marked = []
     for entry in entries:
         architectural = reference.get(place(entry))
-        own = entry.result.result
-        if architectural is None or own is None or entry.result.key.policy == PolicyName.ARCHITECTURAL.value:
+        if architectural is None or entry.visible is None or entry.result.key.policy == PolicyName.ARCHITECTURAL.value:
             marked.append(entry)
             continue
-        marked.append(attrs.evolve(entry, diverges=_visible(own) != _visible(architectural)))
+        marked.append(attrs.evolve(entry, diverges=entry.visible != architectural))
     return tuple(marked)
 
 

@@ -62,12 +62,13 @@ class Progress:
         if self.enabled is None:
             self.enabled = _isatty(self.stream)
 
-    #: Redraw at most this often (in cases), so progress costs nothing measurable on big runs.
-    REDRAW_EVERY = 50
+    #: Redraw about this many times over a run, so progress costs nothing measurable on big runs.
+    REDRAWS = 100
 
     def advance(self, count: int = 1) -> None:
         self.done += count
-        if self.enabled and (self.done % self.REDRAW_EVERY == 0 or self.done == self.total):
+        every = max(1, self.total // self.REDRAWS)
+        if self.enabled and (self.done % every == 0 or self.done >= self.total):
             self._draw(f"{self.label} [{self.done}/{self.total}]")
 
     def _draw(self, text: str) -> None:

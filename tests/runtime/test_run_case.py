@@ -111,15 +111,18 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch: pytest.M
     assert Painter(enabled=True)("held", Colour.GREEN) == "\x1b[32mheld\x1b[0m"
 
 
+STEPS = 250
+
+
 def test_progress_is_drawn_only_on_a_terminal() -> None:
     quiet = io.StringIO()
-    progress = Progress(quiet, total=Progress.REDRAW_EVERY, label="run")
-    for _ in range(Progress.REDRAW_EVERY):
+    progress = Progress(quiet, total=STEPS, label="run")
+    for _ in range(STEPS):
         progress.advance()
     progress.finish()
     assert quiet.getvalue() == ""
     shown = _Terminal()
-    progress = Progress(shown, total=Progress.REDRAW_EVERY, label="run")
-    for _ in range(Progress.REDRAW_EVERY):
+    progress = Progress(shown, total=STEPS, label="run")
+    for _ in range(STEPS):
         progress.advance()
-    assert f"run [{Progress.REDRAW_EVERY}/{Progress.REDRAW_EVERY}]" in shown.getvalue()
+    assert f"run [{STEPS}/{STEPS}]" in shown.getvalue()

@@ -1,0 +1,104 @@
+"""Benchmark of the runners (issue 4): `svmdsl run` and direct pytest collection against plain pytest.
+
+For 1,000 and 10,000 generated scenarios (one case each), measured in one run on this machine:
+
+- baseline: plain pytest running the same number of trivial tests (`def test_n(): pass`);
+- direct:   pytest collecting and running the `.svm` files through the svmdsl plugin;
+- svmdsl:   `svmdsl run` on the same files.
+
+It prints seconds and the ratio per test against the baseline. Goals: direct ≤ 1.0×, svmdsl ≤ 0.5×. Every command
+runs in a fresh process (start-up included, as a user sees it); each is run `--repeat` times and the best kept.
+
+    python benchmarks/bench_runners.py [--sizes 1000 10000] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: Scenarios (or trivial tests) per file, so that per-file costs are part of both sides alike.
+PER_FILE = 100
+GOAL_DIRECT = 1.0
+GOAL_SVMDSL = 0.5
+
+SCENARIO = """\
+@bench
+scenario "INT3 number {n}":
+  source "EX-05"
+  rip {rip:#x}
+  code at {rip:#x}: int3
+  guest executes int3
+  run
+  expect delivered #BP with return rip={ret:#x}
+
+"""
+TRIVIAL = "def test_{n}() -> None:\n    pass\n\n\n"
+INI = "[pytest]\nsvm_paths = scenarios\naddopts = -p no:cacheprovider\n"
+
+
+def write_corpus(root: Path, size: int) -> None:
+    """`size` scenarios in `root/scenarios/` and `size` trivial tests in `root/trivial/`, PER_FILE per file."""
+    (root / "scenarios").mkdir(parents=True)
+    (root / "trivial").mkdir()
+    (root / "pytest.ini").write_text(INI)
+    for first in range(0, size, PER_FILE):
+        numbers = range(first, min(first + PER_FILE, size))
+        header = "background:\n  policies architectural\n\n"
+        body = "".join(SCENARIO.format(n=n, rip=0x1000 + 0x10 * n, ret=0x1001 + 0x10 * n) for n in numbers)
+        (root / "scenarios" / f"bench_{first:06d}.svm").write_text(header + body)
+        (root / "trivial" / f"test_trivial_{first:06d}.py").write_text("".join(TRIVIAL.format(n=n) for n in numbers))
+
+
+def timed(command: list[str], cwd: Path, repeat: int) -> float:
+    """Best wall time of `command` over `repeat` runs; the command must succeed."""
+    best = float("inf")
+    env = {**os.environ, "NO_COLOR": "1"}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+        if completed.returncode != 0:
+            raise SystemExit(f"benchmark command failed: {' '.join(command)}\n{completed.stdout[-2000:]}")
+        best = min(best, elapsed)
+    return best
+
+
+def bench(size: int, repeat: int) -> tuple[float, float, float]:
+    svmdsl = str(Path(sys.executable).parent / "svmdsl")
+    root = Path(tempfile.mkdtemp(prefix=f"bench-runners-{size}-"))
+    try:
+        write_corpus(root, size)
+        pytest = [sys.executable, "-m", "pytest", "-q"]
+        baseline = timed([*pytest, "trivial"], root, repeat)
+        direct = timed([*pytest, "scenarios"], root, repeat)
+        run = timed([svmdsl, "run", "scenarios"], root, repeat)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return baseline, direct, run
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    print(f"{'scenarios':>9}  {'plain pytest':>12}  {'direct':>8}  {'ratio':>6}  {'svmdsl run':>10}  {'ratio':>6}")
+    for size in args.sizes:
+        baseline, direct, run = bench(size, args.repeat)
+        print(
+            f"{size:>9}  {baseline:>11.2f}s  {direct:>7.2f}s  {direct / baseline:>5.2f}×"
+            f"  {run:>9.2f}s  {run / baseline:>5.2f}×"
+        )
+    print(f"goals: direct ≤ {GOAL_DIRECT}× plain pytest per test, svmdsl run ≤ {GOAL_SVMDSL}×")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
