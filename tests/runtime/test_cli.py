@@ -222,3 +222,26 @@ def test_generated_modules_for_hostile_titles_run_under_pytest(tmp_path: Path) -
     )
     assert "3 passed" in completed.stdout, completed.stdout
     assert "skipped" not in completed.stdout
+
+
+def test_fmt_check_lists_files_that_would_change_and_fmt_rewrites_them(tmp_path: Path) -> None:
+    """`svmdsl fmt --check` exits 1 naming the file; `svmdsl fmt` rewrites it; then `--check` is clean."""
+    messy = tmp_path / "messy.svm"
+    messy.write_text((FIXTURES / "held.svm").read_text().replace("  policies kvm-5.19", "      policies   kvm-5.19"))
+    check = svmdsl("fmt", "--check", "messy.svm", cwd=tmp_path)
+    assert check.returncode == 1
+    assert "would reformat messy.svm" in check.stdout
+    assert svmdsl("fmt", "messy.svm", cwd=tmp_path).returncode == 0
+    assert svmdsl("fmt", "--check", "messy.svm", cwd=tmp_path).returncode == 0
+    assert svmdsl("check", "messy.svm", cwd=tmp_path).returncode == 0
+
+
+def test_fmt_on_a_file_that_does_not_parse_reports_it_and_leaves_it_alone(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.svm"
+    before = 'scenario "no colon"\n  policies architectural\n'
+    broken.write_text(before)
+    completed = svmdsl("fmt", "broken.svm", cwd=tmp_path)
+    assert completed.returncode == 1
+    assert broken.read_text() == before
+    assert "broken.svm:1:" in completed.stderr
+    assert_no_traceback(completed)
