@@ -125,6 +125,7 @@ class Vmcb12:
     next_rip: int = 0
     rip: int = 0
     cs_base: int = 0
+    int_shadow: bool = False  # synced back from vmcb02 in kvm-7.1 (K-7.1-2)
 
 
 @attrs.define(eq=False)
@@ -204,6 +205,7 @@ class Machine:
     vmcb02: Vmcb
     kvm: Kvm
     memory: dict[int, bytearray]  # 4-KiB page number → bytes
+    written: set[int]  # linear addresses the scenario wrote
     missing: dict[PageTable, set[int]]
     idt: dict[int, IdtGate]
     breakpoints: dict[int, int]  # linear address → DR slot
@@ -312,10 +314,11 @@ class Machine:
             if frame is None:
                 frame = self.memory[page] = bytearray(PAGE_SIZE)
             frame[offset] = byte
+            self.written.add(address)
 
     def has_code(self, linear: int) -> bool:
-        """Whether the scenario wrote anything into the page holding `linear`."""
-        return page_of(linear) in self.memory
+        """Whether the scenario wrote the byte at `linear` (set-up code or a code modification)."""
+        return linear in self.written
 
     def first_missing_page(self, table: PageTable, linear: int, length: int) -> int | None:
         """The first page of [linear, linear+length) missing from `table`; None if all are present."""

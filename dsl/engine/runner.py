@@ -92,6 +92,7 @@ def build(program: Program) -> Machine:
         vmcb02=guest if nested else Vmcb(),
         kvm=Kvm(nrips=program.options.nrips and cpu_nrips),
         memory={},
+        written=set(),
         missing={PageTable.GUEST: set(), PageTable.HOST: set()},
         idt={gate.vector: gate for gate in setup.idt},
         breakpoints={},

@@ -108,11 +108,14 @@ class Kvm71(Kvm619):
         cached = m.kvm.vmcb12
         change = m.put(cached, "next_rip", m.vmcb02.next_rip, "vmcb12.")
         m.log(Actor.L0, Action.SAVE, "K-7.1-1", "sync NextRIP to the cached vmcb12", change)
+        change = m.put(cached, "int_shadow", m.vmcb02.int_shadow, "vmcb12.")
+        m.log(Actor.L0, Action.SAVE, "K-7.1-2", "sync the interrupt shadow to the cached vmcb12", change)
 
     def nested_vmexit(self, m: Machine, exit_: Exit) -> None:
         """K-7.1-7: nested_svm_vmexit also clears nmi_l1_to_l2 and soft_int_injected."""
         super().nested_vmexit(m, exit_)
-        m.kvm.nmi_l1_to_l2 = False
-        if m.kvm.soft_int.injected:
-            m.kvm.soft_int = SoftIntRecord()
+        kvm = m.kvm
+        if kvm.soft_int.injected or kvm.nmi_l1_to_l2:
+            kvm.nmi_l1_to_l2 = False
+            kvm.soft_int = SoftIntRecord()
             m.log(Actor.L0, Action.NOTE, "K-7.1-7", "nested #VMEXIT clears soft_int_injected and nmi_l1_to_l2")
