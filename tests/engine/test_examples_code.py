@@ -132,9 +132,13 @@ def test_ex33_bswap_esp_false_positive(policy: PolicyName) -> None:
 def test_ex34_nrips0_nop_skipped_and_committed(policy: PolicyName) -> None:
     """EX-34, K-6.0-16: RIP 0x1001 committed, RF and shadow cleared, #BP injected (ret 0x1001)."""
     result = execute_cut_short(
-        INT3, policy, nrips=False, rflags=0x202 | 0x10000, interrupt_shadow=True,
+        INT3,
+        policy,
+        nrips=False,
+        rflags=0x202 | 0x10000,
+        interrupt_shadow=True,
         before_run=(ModifyCode(0x1000, b"\x90"),),
-    )  # fmt: skip
+    )
     assert obs(result, "rip") == 0x1001
     assert obs(result, "rf") is False
     assert obs(result, "return_rip") == 0x1001
@@ -144,9 +148,12 @@ def test_ex34_nrips0_nop_skipped_and_committed(policy: PolicyName) -> None:
 def test_ex34_nrips0_opcode_check_touches_nothing(policy: PolicyName) -> None:
     """EX-34, K-6.19-4: RIP stays 0x1000; RF untouched; nothing injected; the NOP executes."""
     result = execute_cut_short(
-        INT3, policy, nrips=False, rflags=0x202 | 0x10000,
+        INT3,
+        policy,
+        nrips=False,
+        rflags=0x202 | 0x10000,
         before_run=(ModifyCode(0x1000, b"\x90"),),
-    )  # fmt: skip
+    )
     run_after = result.vmruns[-1]
     assert run_after.event_inj == 0
     assert run_after.rip == 0x1000

@@ -115,9 +115,15 @@ def test_ex02_kvm_5_19_retries_twice() -> None:
 def test_ex03_into_in_32_bit_code_npf_on_the_idt(policy: PolicyName, nrips: bool) -> None:
     """EX-03, H-4, H-23, K-6.0-14: #OF requeued, decode `CE` → 0x2001 (OF not re-tested), inj 0x80000304."""
     result = execute_cut_short(
-        INTO, policy, at=0x2000, mode=CpuMode.PROTECTED_32, nrips=nrips, rflags=RFLAGS_OF, fault=FaultKind.NPF,
+        INTO,
+        policy,
+        at=0x2000,
+        mode=CpuMode.PROTECTED_32,
+        nrips=nrips,
+        rflags=RFLAGS_OF,
+        fault=FaultKind.NPF,
         opts=options(nrips=nrips, npt=True),
-    )  # fmt: skip
+    )
     assert obs(result, "exit_code") == 0x400
     assert obs(result, "exit_int_info") == 0x80000304
     assert obs(result, "event_inj") == 0x80000304
@@ -438,9 +444,13 @@ def test_ex16_cancel_nrips0_unwinds_and_decodes_again(policy: PolicyName) -> Non
 def test_ex17_int3_in_an_sti_shadow(policy: PolicyName, nrips: bool, shadow: bool) -> None:
     """EX-17, H-35, K-6.0-16: the look-ahead skip keeps the shadow bit, the committing skip clears it."""
     result = execute_cut_short(
-        b"\xfb\xcc", policy, at=0x0FFF, nrips=nrips, rflags=0x2,
+        b"\xfb\xcc",
+        policy,
+        at=0x0FFF,
+        nrips=nrips,
+        rflags=0x2,
         before_run=(),
-    )  # fmt: skip
+    )
     from dsl.engine import Execute, Program, Run, Setup, run
 
     setup = Setup(rip=0x0FFF, rflags=0x2, code=(CodeBytes(0x0FFF, b"\xfb\xcc"),))

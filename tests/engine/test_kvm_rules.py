@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dsl.engine import (
@@ -74,16 +76,18 @@ def test_k_5_19_5_svm_next_rip_is_reset_after_every_vmrun() -> None:
     from dsl.engine import Inject
     from dsl.engine.vocab import InjectionSource
 
-    program = Program(setup, (Execute(), Inject(InjectionSource.USERSPACE, BP), Run()), policy=KVM_6_0,
-                      options=options(nrips=False))  # fmt: skip
+    program = Program(
+        setup, (Execute(), Inject(InjectionSource.USERSPACE, BP), Run()), policy=KVM_6_0, options=options(nrips=False)
+    )
     assert any(t.action.value == "decode" for t in run(program).trace)
 
 
 @pytest.mark.parametrize("policy", ALL_KVM)
 def test_k_5_19_6_k_6_0_4_intercept_skip_clears_the_interrupt_shadow(policy: PolicyName) -> None:
     """K-5.19-6, K-6.0-4: STI (IF was 0) then an intercepted CPUID in its shadow: the skip clears the shadow."""
-    program = Program(Setup(rflags=0x2, code=(CodeBytes(0x1000, b"\xfb\x0f\xa2\x90"),)), (Execute(), Execute(), Run()),
-                      policy=policy)  # fmt: skip
+    program = Program(
+        Setup(rflags=0x2, code=(CodeBytes(0x1000, b"\xfb\x0f\xa2\x90"),)), (Execute(), Execute(), Run()), policy=policy
+    )
     result = run(program)
     assert result.exits[0].exit_code == ExitCode.CPUID
     assert any(t.message == "clear the interrupt shadow" for t in result.trace)
@@ -135,7 +139,7 @@ def test_k_5_19_25_tracepoints_have_no_reinjected_flag() -> None:
 
 def test_k_6_0_1_each_policy_is_the_previous_plus_its_changes() -> None:
     """K-6.0-1 and README § Policy names: every KVM policy subclasses the previous release's."""
-    for older, newer in zip(KVM_RELEASES, KVM_RELEASES[1:], strict=False):
+    for older, newer in itertools.pairwise(KVM_RELEASES):
         assert isinstance(POLICIES[newer], type(POLICIES[older]))
     assert PolicyName.ARCHITECTURAL in implemented()
 
@@ -179,8 +183,13 @@ def test_k_6_19_1_2_the_vector_travels_to_the_decoder() -> None:
 def test_k_7_1_2_interrupt_shadow_synced() -> None:
     """K-7.1-2: after L2 runs, the interrupt shadow is synced into the cached vmcb12."""
     setup = Setup(nesting=Nesting())
-    result = run(Program(setup, (L1Vmrun(event_inj=0x80000303, rip=0x5000, next_rip=0x5002), cut_short(FaultKind.NPF), Run()),
-                         policy=KVM_7_1))  # fmt: skip
+    result = run(
+        Program(
+            setup,
+            (L1Vmrun(event_inj=0x80000303, rip=0x5000, next_rip=0x5002), cut_short(FaultKind.NPF), Run()),
+            policy=KVM_7_1,
+        )
+    )
     assert any(t.rule == "K-7.1-2" for t in result.trace)
 
 

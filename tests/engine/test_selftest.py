@@ -111,8 +111,12 @@ def test_s20_kvm_5_19_nmi_masks_l1() -> None:
 def test_s6_s20_nrips0_does_not_offer_nrips_to_l1(policy: PolicyName) -> None:
     """S-6, S-20, K-5.19-3, K-6.0-19: with nrips=0 L1 has no NRIPS: vmcb02 nr = vmcb12 RIP, not vmcb12 nr."""
     setup = Setup(rip=A, code=(L2_CODE,), nesting=Nesting(l1_nrips=True))
-    program = Program(setup, (L1Vmrun(event_inj=0x80000303, rip=V + 3, next_rip=V + 5), Run()), policy=policy,
-                      options=options(nrips=False))  # fmt: skip
+    program = Program(
+        setup,
+        (L1Vmrun(event_inj=0x80000303, rip=V + 3, next_rip=V + 5), Run()),
+        policy=policy,
+        options=options(nrips=False),
+    )
     result = run(program)
     assert result.vmruns[0].next_rip == V + 3
 
