@@ -14,9 +14,8 @@ from pathlib import PurePosixPath
 import attrs
 
 from dsl.docs.model import CaseView, FileView, MismatchView, ScenarioView, Site, SourceBlock, Status
-from dsl.docs.sequence import build_diagram
-from dsl.docs.states import state_rows
-from dsl.engine.program import L1Vmrun, Program
+from dsl.docs.stories import Told, tell
+from dsl.engine.program import Program
 from dsl.engine.result import Result
 from dsl.engine.vocab import PolicyName
 from dsl.errors import SvmError
@@ -31,7 +30,6 @@ from dsl.syntax.parse import parse_text
 
 HTML_SUFFIX = ".html"
 MARKDOWN_SUFFIX = ".md"
-SVG_SUFFIX = ".svg"
 
 _STATUS_OF: dict[Verdict, Status] = {
     Verdict.HELD: Status.HELD,
@@ -39,6 +37,8 @@ _STATUS_OF: dict[Verdict, Status] = {
     Verdict.ERROR: Status.ERROR,
 }
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
+#: Longest anchor taken from a title (a diagram's file name adds the policy and row).
+SLUG_LIMIT = 48
 
 
 class DocsError(Exception):
@@ -91,7 +91,8 @@ def _file_view(
     for item in svm.scenarios:
         anchor = _unique(_slug(item.title), anchors)
         mine = [e for e in entries if e.result.key.scenario == item.title]
-        cases = tuple(_case_view(e, loaded, relative, anchor, mine) for e in mine)
+        told = [_told(e, loaded, relative, anchor, mine) for e in mine]
+        cases, stories = tell(item.title, relative, told)
         rows = tuple(dict.fromkeys(c.row for c in cases)) or (None,)
         scenarios.append(
             ScenarioView(
@@ -104,6 +105,7 @@ def _file_view(
                 source=_block(lines, item.loc.line, starts),
                 cases=cases,
                 rows=rows,
+                stories=stories,
                 row_titles=tuple(s.title for s in item.scenarios) if isinstance(item, ast.ScenarioOutline) else (),
             )
         )
@@ -112,16 +114,15 @@ def _file_view(
     return FileView(relative, file.topic, page, markdown, block, tuple(scenarios))
 
 
-def _case_view(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, siblings: list[Entry]) -> CaseView:
+def _told(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, siblings: list[Entry]) -> Told:
+    """A case's view, with the engine's result and the program it ran (for its story)."""
     result = entry.result
-    stem = PurePosixPath(relative).with_suffix("")
     key = result.key
-    case_anchor = f"{anchor}--{_slug(key.policy)}" + (f"--row-{key.row}" if key.row is not None else "")
     view = CaseView(
         policy=key.policy,
         row=key.row,
         status=_STATUS_OF[result.verdict],
-        anchor=case_anchor,
+        anchor=f"{anchor}--{_slug(key.policy)}" + (f"--row-{key.row}" if key.row is not None else ""),
         outcome=result.outcome,
         confirmed=result.confirmed,
         checks=result.checks,
@@ -131,21 +132,14 @@ def _case_view(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, sib
     )
     engine = result.result
     if engine is None:
-        return view
-    program = _program(loaded, key.scenario, key.policy, key.row)
+        return Told(view, None, None)
     architectural = _architectural(entry, siblings)
-    nested = program is not None and (
-        program.setup.nesting is not None or any(isinstance(step, L1Vmrun) for step in program.steps)
-    )
-    title = f"{key.scenario} under {view.label}: sequence of the engine trace"
-    return attrs.evolve(
+    view = attrs.evolve(
         view,
         evidence=engine.evidence.value,
         divergence=explain_divergence(engine, architectural) if entry.diverges and architectural else "",
-        diagram=build_diagram(engine.trace, nested=nested, title=title),
-        states=state_rows(program.setup, engine.trace) if program is not None else (),
-        svg_file=f"{stem}/{case_anchor}{SVG_SUFFIX}",
     )
+    return Told(view, engine, _program(loaded, key.scenario, key.policy, key.row))
 
 
 def explain_divergence(own: Result, architectural: Result) -> str:
@@ -188,7 +182,11 @@ def _dedent(text: str) -> str:
 
 
 def _slug(text: str) -> str:
-    return _NOT_SLUG.sub("-", text.lower()).strip("-") or "scenario"
+    """Lower-case words joined by `-`, cut at a word boundary: anchors and diagram file names stay short."""
+    slug = _NOT_SLUG.sub("-", text.lower()).strip("-") or "scenario"
+    if len(slug) > SLUG_LIMIT:
+        slug = slug[:SLUG_LIMIT].rsplit("-", 1)[0]
+    return slug
 
 
 def _unique(slug: str, taken: dict[str, int]) -> str:

@@ -49,13 +49,30 @@ class CaseView:
     error: str | None = None
     diverges: bool | None = None  # None: no architectural run to compare with (or this is it)
     divergence: str = ""  # one line: what the guest sees differently from architectural
-    diagram: Diagram | None = None
-    states: tuple[StateRow, ...] = ()
-    svg_file: str | None = None  # the diagram as a file, for the Markdown page (relative to the site root)
+    story: str = ""  # the anchor of the story (diagram and states) this case's trace is told in; "" when none
 
     @property
     def label(self) -> str:
         return self.policy if self.row is None else f"{self.policy}, row {self.row}"
+
+
+@attrs.frozen
+class Story:
+    """One engine trace, told once for every case of a scenario (row) whose run traced exactly the same steps."""
+
+    anchor: str
+    row: int | None
+    policies: tuple[str, ...]
+    case_anchors: tuple[str, ...]  # the anchors of the cases it tells (links from the matrix land here)
+    outcome: str | None
+    diagram: Diagram
+    states: tuple[StateRow, ...]
+    svg_file: str  # the diagram as a file, for the Markdown page (relative to the site root)
+
+    @property
+    def label(self) -> str:
+        policies = ", ".join(self.policies)
+        return policies if self.row is None else f"{policies} (row {self.row})"
 
 
 @attrs.frozen
@@ -79,6 +96,7 @@ class ScenarioView:
     source: SourceBlock
     cases: tuple[CaseView, ...]
     rows: tuple[int | None, ...]  # (None,) for a plain scenario
+    stories: tuple[Story, ...] = ()
     row_titles: tuple[str, ...] = ()  # an outline's title with each row's values substituted, in row order
 
     def title_of(self, row: int | None) -> str:

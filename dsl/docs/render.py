@@ -25,7 +25,7 @@ from pygments.lexer import Lexer  # type: ignore[import-untyped]
 
 from dsl.docs import markdown
 from dsl.docs.matrix import divergences, topic_groups
-from dsl.docs.model import CaseView, FileView, Site, SourceBlock, Status
+from dsl.docs.model import Site, SourceBlock, Status, Story
 from dsl.docs.sequence import Diagram
 from dsl.docs.states import Column
 from dsl.engine.catalog import POLICY_SUMMARIES
@@ -176,17 +176,11 @@ def render_site(site: Site) -> dict[str, str]:
             site=site, file=file, root=file.root, **_page_assets(script=False)
         )
         files[file.markdown] = md.get_template("scenario.md.j2").render(site=site, file=file)
-        for case in _cases(file):
-            if case.diagram is not None and case.svg_file is not None:
-                files[case.svg_file] = _standalone_svg(case)
+        for story in (story for scenario in file.scenarios for story in scenario.stories):
+            files[story.svg_file] = _standalone_svg(story)
     return files
 
 
-def _cases(file: FileView) -> tuple[CaseView, ...]:
-    return tuple(case for scenario in file.scenarios for case in scenario.cases)
-
-
-def _standalone_svg(case: CaseView) -> str:
-    assert case.diagram is not None
-    svg = render_svg(case.diagram, case.anchor)
+def _standalone_svg(story: Story) -> str:
+    svg = render_svg(story.diagram, story.anchor)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + str(svg)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dsl.docs.model import CaseView, Status
 from dsl.docs.sequence import build_diagram, target_of
 from dsl.docs.states import Column, column_of, state_rows
-from dsl.engine.program import Setup
-from dsl.engine.result import Action, Change, TraceEntry
-from dsl.engine.vocab import Actor
+from dsl.docs.stories import Told, tell
+from dsl.engine.program import Program, Setup
+from dsl.engine.result import Action, Change, Result, TraceEntry
+from dsl.engine.vocab import Actor, Evidence, Outcome
 
 #: EX-01 under kvm-6.0, nrips=1, as the engine traces it: the #PF cuts delivery short, KVM re-injects.
 EX01 = (
@@ -108,3 +110,31 @@ def test_column_of_ignores_copies() -> None:
     assert column_of(Change("vmcb12.next_rip", 0, 1)) is None
     assert column_of(Change("soft_int.next_rip", 0, 1)) is None
     assert column_of(Change("rflags", 0, 1)) is Column.RFLAGS
+
+
+def _told(policy: str, trace: tuple[TraceEntry, ...], row: int | None = None) -> Told:
+    anchor = f"ex-01--{policy}" + (f"--row-{row}" if row is not None else "")
+    case = CaseView(policy=policy, row=row, status=Status.HELD, anchor=anchor, outcome="reinject")
+    return Told(case, Result(Outcome.REINJECT, Evidence.VERIFIED, trace=trace), Program(Setup()))
+
+
+def test_identical_traces_are_told_once() -> None:
+    """Policies whose runs traced the same steps share one story; a different trace gets its own (EX-01: kvm-6.0
+    and kvm-6.2 re-inject alike, kvm-5.19 retries)."""
+    retry = EX01[:2]
+    told = [_told("kvm-5.19", retry), _told("kvm-6.0", EX01), _told("kvm-6.2", EX01)]
+    cases, stories = tell("EX-01", "seed/ex01.svm", told)
+    assert [story.policies for story in stories] == [("kvm-5.19",), ("kvm-6.0", "kvm-6.2")]
+    assert stories[1].case_anchors == ("ex-01--kvm-6.0", "ex-01--kvm-6.2")
+    assert cases[1].story == cases[2].story == stories[1].anchor
+    assert cases[0].story == stories[0].anchor
+    assert stories[1].svg_file == "seed/ex01/ex-01--kvm-6.0.svg"
+    assert len(stories[1].states) == len(EX01) + 1
+
+
+def test_outline_rows_are_told_apart() -> None:
+    """The same trace in two outline rows is two stories: each row is its own situation."""
+    cases, stories = tell("EX-02", "seed/ex02.svm", [_told("kvm-6.0", EX01, row=1), _told("kvm-6.0", EX01, row=2)])
+    assert [story.row for story in stories] == [1, 2]
+    assert stories[1].label == "kvm-6.0 (row 2)"
+    assert cases[0].story != cases[1].story
