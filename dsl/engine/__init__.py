@@ -1,6 +1,12 @@
-"""The executable model of SVM soft-event injection: `run(Program) -> Result`. Knows nothing about the syntax."""
+"""The executable model of SVM soft-event injection: `run(Program) -> Result`. Knows nothing about the syntax.
 
-from dsl.engine.catalog import Described, policies, profiles
+The catalog functions are exported as `policy_catalog` / `profile_catalog`: the name `policies` belongs to the
+`dsl.engine.policies` sub-package (the policy registry).
+"""
+
+from dsl.engine.catalog import Described
+from dsl.engine.catalog import policies as policy_catalog
+from dsl.engine.catalog import profiles as profile_catalog
 from dsl.engine.errors import EngineError
 from dsl.engine.program import (
     STEP_TYPES,
@@ -78,7 +84,7 @@ __all__ = [
     "VectoringFault",
     "Vmcb12Exit",
     "VmrunRecord",
-    "policies",
-    "profiles",
+    "policy_catalog",
+    "profile_catalog",
     "run",
 ]

@@ -288,19 +288,41 @@ class Actor(enum.Enum):
 class Outcome(enum.Enum):
     """How the scenario's subject event ended (README glossary). The value is the spelling used in scenarios."""
 
-    DELIVERED = "delivered"  # delivered once on the first attempt: nothing to re-inject
-    REINJECT = "reinject"  # requeued from EXITINTINFO and re-injected by the hypervisor, delivered once
-    RETRY = "retry"  # not requeued: the guest re-executed the instruction, which delivered the event natively
-    DROPPED = "dropped"  # the injection hook decided not to write EVENTINJ (skip failed); nothing replaced it
-    LOST = "lost"  # never delivered although the architecture says it must be
-    REFLECTED = "reflected"  # handed to L1 in vmcb12 EXITINTINFO: L1 must re-inject it (K-6.0-24)
-    DUPLICATED = "duplicated"  # delivered more than once
-    VMEXIT_INVALID = "vmexit_invalid"  # a VMRUN failed its consistency checks (H-8, K-7.1-6)
-    HOST_BUG = "host_bug"  # the host kernel hit a BUG_ON (K-5.19-10)
-    EMULATION_ERROR = "emulation_error"  # the vCPU exits to userspace with an emulation error (K-6.2-4)
-    UNSUPPORTED = "unsupported"  # the hypervisor refuses the configuration (K-6.6-4: SEV without nrips)
-    UNSPECIFIED = "unspecified"  # the sources do not say what happens (H-32 16-bit wrap, K-6.0-31 SEV-ES)
-    NO_EVENT = "no_event"  # nothing raised or injected an event: there is no subject
+    DELIVERED = "delivered"
+    REINJECT = "reinject"
+    RETRY = "retry"
+    DROPPED = "dropped"
+    LOST = "lost"
+    REFLECTED = "reflected"
+    DUPLICATED = "duplicated"
+    VMEXIT_INVALID = "vmexit_invalid"
+    HOST_BUG = "host_bug"
+    EMULATION_ERROR = "emulation_error"
+    UNSUPPORTED = "unsupported"
+    UNSPECIFIED = "unspecified"
+    NO_EVENT = "no_event"
+
+    @property
+    def description(self) -> str:
+        """One line for the language reference, `svmdsl` help and the docs."""
+        return _OUTCOME_DOCS[self]
+
+
+_OUTCOME_DOCS: dict[Outcome, str] = {
+    Outcome.DELIVERED: "delivered once on the first attempt: nothing to re-inject",
+    Outcome.REINJECT: "requeued from EXITINTINFO and re-injected by the hypervisor, delivered once",
+    Outcome.RETRY: "not requeued: the guest re-executed the instruction, which delivered the event natively",
+    Outcome.DROPPED: "the injection hook decided not to write EVENTINJ (skip failed); nothing replaced it",
+    Outcome.LOST: "never delivered although the architecture says it must be",
+    Outcome.REFLECTED: "handed to L1 in vmcb12 EXITINTINFO: L1 must re-inject it (K-6.0-24)",
+    Outcome.DUPLICATED: "delivered more than once",
+    Outcome.VMEXIT_INVALID: "a VMRUN failed its consistency checks (H-8, K-7.1-6)",
+    Outcome.HOST_BUG: "the host kernel hit a BUG_ON (K-5.19-10)",
+    Outcome.EMULATION_ERROR: "the vCPU exits to userspace with an emulation error (K-6.2-4)",
+    Outcome.UNSUPPORTED: "the hypervisor refuses the configuration (K-6.6-4: SEV without nrips)",
+    Outcome.UNSPECIFIED: "the sources do not say what happens (H-32 16-bit wrap, K-6.0-31 SEV-ES)",
+    Outcome.NO_EVENT: "nothing raised or injected an event: there is no subject",
+}
 
 
 class Observable(enum.Enum):
@@ -311,44 +333,91 @@ class Observable(enum.Enum):
     event delivered to the guest. `Result.observe` takes a `Pick` to choose another one.
     """
 
-    EVENT_INJ = "event_inj"  # int: EVENTINJ low 32 bits written before the focus VMRUN (0 if nothing injected)
-    EVENT_INJ_ERR = "event_inj_err"  # int: EVENTINJ error code at the focus VMRUN
-    NEXT_RIP = "next_rip"  # int: VMCB next_rip at the focus VMRUN (what an NRIPS CPU pushes for a soft event)
-    RIP = "rip"  # int: VMCB RIP at the focus VMRUN
-    RFLAGS = "rflags"  # int: VMCB RFLAGS at the focus VMRUN
-    RF = "rf"  # bool: RFLAGS.RF at the focus VMRUN
-    INTERRUPT_SHADOW = "interrupt_shadow"  # bool: VMCB int_state bit 0 at the focus VMRUN
-    EXIT_CODE = "exit_code"  # int: exit code of the first #VMEXIT (-1 = VMEXIT_INVALID)
-    EXIT_INT_INFO = "exit_int_info"  # int: EXITINTINFO low 32 bits of the first #VMEXIT
-    EXIT_INT_INFO_ERR = "exit_int_info_err"  # int: EXITINTINFO error code of the first #VMEXIT
-    EXIT_NEXT_RIP = "exit_next_rip"  # int: next_rip the CPU wrote at the first #VMEXIT (0 = cleared, H-12)
-    EXIT_RIP = "exit_rip"  # int: VMCB RIP at the first #VMEXIT
-    RETURN_RIP = "return_rip"  # int | None: return address pushed for the first delivered event ("ret")
-    DELIVERED = "delivered"  # int | None: vector of the first event delivered to the guest (Vector when named)
-    DELIVERED_TYPE = "delivered_type"  # EventType | None: how the first delivered event was delivered
-    DELIVERED_ERROR_CODE = "delivered_error_code"  # int | None: error code pushed with the first delivery
-    DELIVERY_COUNT = "delivery_count"  # int: how many times the subject event's vector was delivered
-    SPURIOUS_DB = "spurious_db"  # bool: a DR7 code breakpoint fired again on a retried soft instruction (H-37)
-    REQUEUED = "requeued"  # bool: the hypervisor requeued an event from EXITINTINFO
-    REQUEUED_EVENT = "requeued_event"  # int: the first requeued event in EVENTINJ encoding (0 if none)
-    PENDING_EXCEPTION = "pending_exception"  # int | None: vector KVM left pending in its queue (K-6.0-27/-30)
-    SOFT_INT_INJECTED = "soft_int_injected"  # bool: KVM's soft_int_injected at the focus VMRUN (kvm-6.0 on)
-    SOFT_INT_CSBASE = "soft_int_csbase"  # int | None: soft_int_csbase recorded for the focus VMRUN
-    SOFT_INT_OLD_RIP = "soft_int_old_rip"  # int | None: soft_int_old_rip recorded for the focus VMRUN
-    SOFT_INT_NEXT_RIP = "soft_int_next_rip"  # int | None: soft_int_next_rip recorded for the focus VMRUN
-    INT3_INJECTED = "int3_injected"  # int: kvm-5.19's int3_injected (bytes RIP was advanced) at the focus VMRUN
-    INT3_RIP = "int3_rip"  # int: kvm-5.19's int3_rip at the focus VMRUN
-    VMCB12_EXIT_CODE = "vmcb12_exit_code"  # int | None: exit code L1 sees on the first reflected #VMEXIT
-    VMCB12_EXIT_INT_INFO = "vmcb12_exit_int_info"  # int | None: vmcb12 EXITINTINFO L1 sees (K-5.19-24, K-6.0-24)
-    VMCB12_NEXT_RIP = "vmcb12_next_rip"  # int | None: vmcb12 next_rip L1 sees on the first reflected #VMEXIT
-    L1_NMI_MASKED = "l1_nmi_masked"  # bool: L0 marked L1's NMIs blocked (K-5.19-23 vs K-6.0-8)
-    DEBUG_EXITS = "debug_exits"  # int: KVM_EXIT_DEBUG exits to userspace (guest debug, K-5.19-20)
-    EMULATION_FAILURES = "emulation_failures"  # int: insn_emulation_fail count (K-6.2-3)
-    FINAL_RIP = "final_rip"  # int: the guest's RIP when the run ended
-    OUTCOME = "outcome"  # Outcome: how the subject event ended
-    EVIDENCE = "evidence"  # Evidence: the weakest evidence among the rules the outcome depends on
-    CONFIRMED = "confirmed"  # bool: False when the outcome is "predicted, unconfirmed" ([D]/[I]/[U])
-    TRACEPOINTS = "tracepoints"  # tuple[str, ...]: KVM tracepoint lines (`kvm_inj_exception: #BP [reinjected]`)
+    EVENT_INJ = "event_inj"
+    EVENT_INJ_ERR = "event_inj_err"
+    NEXT_RIP = "next_rip"
+    RIP = "rip"
+    RFLAGS = "rflags"
+    RF = "rf"
+    INTERRUPT_SHADOW = "interrupt_shadow"
+    EXIT_CODE = "exit_code"
+    EXIT_INT_INFO = "exit_int_info"
+    EXIT_INT_INFO_ERR = "exit_int_info_err"
+    EXIT_NEXT_RIP = "exit_next_rip"
+    EXIT_RIP = "exit_rip"
+    RETURN_RIP = "return_rip"
+    DELIVERED = "delivered"
+    DELIVERED_TYPE = "delivered_type"
+    DELIVERED_ERROR_CODE = "delivered_error_code"
+    DELIVERY_COUNT = "delivery_count"
+    SPURIOUS_DB = "spurious_db"
+    REQUEUED = "requeued"
+    REQUEUED_EVENT = "requeued_event"
+    PENDING_EXCEPTION = "pending_exception"
+    SOFT_INT_INJECTED = "soft_int_injected"
+    SOFT_INT_CSBASE = "soft_int_csbase"
+    SOFT_INT_OLD_RIP = "soft_int_old_rip"
+    SOFT_INT_NEXT_RIP = "soft_int_next_rip"
+    INT3_INJECTED = "int3_injected"
+    INT3_RIP = "int3_rip"
+    VMCB12_EXIT_CODE = "vmcb12_exit_code"
+    VMCB12_EXIT_INT_INFO = "vmcb12_exit_int_info"
+    VMCB12_NEXT_RIP = "vmcb12_next_rip"
+    L1_NMI_MASKED = "l1_nmi_masked"
+    DEBUG_EXITS = "debug_exits"
+    EMULATION_FAILURES = "emulation_failures"
+    FINAL_RIP = "final_rip"
+    OUTCOME = "outcome"
+    EVIDENCE = "evidence"
+    CONFIRMED = "confirmed"
+    TRACEPOINTS = "tracepoints"
+
+    @property
+    def description(self) -> str:
+        """One line for the language reference, `svmdsl` help and the docs."""
+        return _OBSERVABLE_DOCS[self]
+
+
+_OBSERVABLE_DOCS: dict[Observable, str] = {
+    Observable.L1_NMI_MASKED: "bool: L0 marked L1's NMIs blocked (K-5.19-23 vs K-6.0-8)",
+    Observable.EVENT_INJ: "int: EVENTINJ low 32 bits written before the focus VMRUN (0 if nothing injected)",
+    Observable.EVENT_INJ_ERR: "int: EVENTINJ error code at the focus VMRUN",
+    Observable.NEXT_RIP: "int: VMCB next_rip at the focus VMRUN (what an NRIPS CPU pushes for a soft event)",
+    Observable.RIP: "int: VMCB RIP at the focus VMRUN",
+    Observable.RFLAGS: "int: VMCB RFLAGS at the focus VMRUN",
+    Observable.RF: "bool: RFLAGS.RF at the focus VMRUN",
+    Observable.INTERRUPT_SHADOW: "bool: VMCB int_state bit 0 at the focus VMRUN",
+    Observable.EXIT_CODE: "int: exit code of the first #VMEXIT (-1 = VMEXIT_INVALID)",
+    Observable.EXIT_INT_INFO: "int: EXITINTINFO low 32 bits of the first #VMEXIT",
+    Observable.EXIT_INT_INFO_ERR: "int: EXITINTINFO error code of the first #VMEXIT",
+    Observable.EXIT_NEXT_RIP: "int: next_rip the CPU wrote at the first #VMEXIT (0 = cleared, H-12)",
+    Observable.EXIT_RIP: "int: VMCB RIP at the first #VMEXIT",
+    Observable.RETURN_RIP: 'int | None: return address pushed for the first delivered event ("ret")',
+    Observable.DELIVERED: "int | None: vector of the first event delivered to the guest (Vector when named)",
+    Observable.DELIVERED_TYPE: "EventType | None: how the first delivered event was delivered",
+    Observable.DELIVERED_ERROR_CODE: "int | None: error code pushed with the first delivery",
+    Observable.DELIVERY_COUNT: "int: how many times the subject event's vector was delivered",
+    Observable.SPURIOUS_DB: "bool: a DR7 code breakpoint fired again on a retried soft instruction (H-37)",
+    Observable.REQUEUED: "bool: the hypervisor requeued an event from EXITINTINFO",
+    Observable.REQUEUED_EVENT: "int: the first requeued event in EVENTINJ encoding (0 if none)",
+    Observable.PENDING_EXCEPTION: "int | None: vector KVM left pending in its queue (K-6.0-27/-30)",
+    Observable.SOFT_INT_INJECTED: "bool: KVM's soft_int_injected at the focus VMRUN (kvm-6.0 on)",
+    Observable.SOFT_INT_CSBASE: "int | None: soft_int_csbase recorded for the focus VMRUN",
+    Observable.SOFT_INT_OLD_RIP: "int | None: soft_int_old_rip recorded for the focus VMRUN",
+    Observable.SOFT_INT_NEXT_RIP: "int | None: soft_int_next_rip recorded for the focus VMRUN",
+    Observable.INT3_INJECTED: "int: kvm-5.19's int3_injected (bytes RIP was advanced) at the focus VMRUN",
+    Observable.INT3_RIP: "int: kvm-5.19's int3_rip at the focus VMRUN",
+    Observable.VMCB12_EXIT_CODE: "int | None: exit code L1 sees on the first reflected #VMEXIT",
+    Observable.VMCB12_EXIT_INT_INFO: "int | None: vmcb12 EXITINTINFO L1 sees (K-5.19-24, K-6.0-24)",
+    Observable.VMCB12_NEXT_RIP: "int | None: vmcb12 next_rip L1 sees on the first reflected #VMEXIT",
+    Observable.DEBUG_EXITS: "int: KVM_EXIT_DEBUG exits to userspace (guest debug, K-5.19-20)",
+    Observable.EMULATION_FAILURES: "int: insn_emulation_fail count (K-6.2-3)",
+    Observable.FINAL_RIP: "int: the guest's RIP when the run ended",
+    Observable.OUTCOME: "Outcome: how the subject event ended",
+    Observable.EVIDENCE: "Evidence: the weakest evidence among the rules the outcome depends on",
+    Observable.CONFIRMED: 'bool: False when the outcome is "predicted, unconfirmed" ([D]/[I]/[U])',
+    Observable.TRACEPOINTS: "tuple[str, ...]: KVM tracepoint lines (`kvm_inj_exception: #BP [reinjected]`)",
+}
 
 
 class Pick(enum.Enum):
