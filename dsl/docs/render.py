@@ -30,6 +30,7 @@ from dsl.docs.sequence import Diagram
 from dsl.docs.states import Column
 from dsl.engine.catalog import POLICY_SUMMARIES
 from dsl.engine.vocab import policy_by_name
+from dsl.syntax.highlight import SvmLexer
 
 PACKAGE = "dsl.docs"
 TEMPLATES = "templates"
@@ -65,16 +66,10 @@ _GLOBALS: dict[str, object] = {
 }
 
 
+@functools.cache
 def _svm_lexer() -> Lexer:
-    """The project's lexer for `.svm` text."""
-    try:
-        from dsl.syntax.highlight import SvmLexer
-    except ImportError:  # the lexer is being written alongside; until it lands the text is shown plain
-        from pygments.lexers.special import TextLexer  # type: ignore[import-untyped]
-
-        return TextLexer()
-    lexer: Lexer = SvmLexer()
-    return lexer
+    """The project's lexer for `.svm` text (dsl.syntax.highlight)."""
+    return SvmLexer()
 
 
 @functools.cache
