@@ -176,3 +176,12 @@ def test_cancelled_entry_keeps_eventinj_unconfirmed() -> None:
     assert obs(result, "return_rip") == 0x1001
     assert obs(result, "delivery_count") == 1
     assert obs(result, "confirmed") is False
+
+
+def test_on_qemu_tcg_int3_looks_like_int_n_and_is_retried_after_npf() -> None:
+    """Q-4, VBOX-2: QEMU TCG reports the INT3 as type 4 (0x80000403), so VirtualBox re-executes it after an #NPF."""
+    result = after_npf(INT3, profile=HardwareProfile.QEMU_TCG)
+    assert obs(result, "exit_int_info") == 0x80000403
+    assert obs(result, "requeued") is False
+    assert obs(result, "return_rip") == 0x1001
+    assert obs(result, "outcome") is Outcome.RETRY
