@@ -1,0 +1,173 @@
+"""A configuration (one value per axis), the selected space (a value list per axis) and its enumeration.
+
+Not every combination is meaningful: an axis that does not apply to a configuration (L1's NRIPS without nesting, a
+second exit when nothing was cut short …) must hold its first value, so that no behaviour is explored twice under
+two names. `applicable` says which combinations are kept; `--axis` restrictions select values, never invent them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+
+from dsl.explore import axes
+from dsl.explore.axes import AXES, AXIS_NAMES, Axis, axis_named
+
+#: Instructions whose event KVM's sw-breakpoint guest debugging intercepts (#BP raised by INT3, EX-19).
+_GUEST_DEBUG_INSTRUCTIONS: tuple[str, ...] = ("int3", "es-int3")
+_NESTED_SOURCES: tuple[str, ...] = (axes.SOURCE_L1, axes.SOURCE_L1_UNBACKED)
+_INJECTED_SOURCES: tuple[str, ...] = (
+    axes.SOURCE_USERSPACE,
+    axes.SOURCE_USERSPACE_UNBACKED,
+    axes.SOURCE_GUEST_DEBUG,
+    axes.SOURCE_L1,
+    axes.SOURCE_L1_UNBACKED,
+)
+_NRIPS_PROFILE = "amd-nrips"
+_LONG_MODE = "long64"
+_INTO = "into"
+
+
+def _in_axis(name: str) -> Any:
+    axis = axis_named(name)
+    assert axis is not None
+    return attrs.validators.in_(axis.values)
+
+
+@attrs.frozen
+class Configuration:
+    """One point of the space: a value of every axis (see `dsl.explore.axes` for what each means)."""
+
+    source: str = attrs.field(default=axes.SOURCE_INSTRUCTION, validator=_in_axis("source"))
+    instruction: str = attrs.field(default="int3", validator=_in_axis("instruction"))
+    mode: str = attrs.field(default="long64", validator=_in_axis("mode"))
+    cs_base: str = attrs.field(default="0x0", validator=_in_axis("cs_base"))
+    profile: str = attrs.field(default=_NRIPS_PROFILE, validator=_in_axis("profile"))
+    nrips: str = attrs.field(default="1", validator=_in_axis("nrips"))
+    l1_nrips: str = attrs.field(default=axes.YES, validator=_in_axis("l1_nrips"))
+    paging: str = attrs.field(default="shadow", validator=_in_axis("paging"))
+    vectoring: str = attrs.field(default=axes.VECTORING_NONE, validator=_in_axis("vectoring"))
+    second_exit: str = attrs.field(default=axes.SECOND_NONE, validator=_in_axis("second_exit"))
+    code_change: str = attrs.field(default=axes.CODE_UNCHANGED, validator=_in_axis("code_change"))
+    decode: str = attrs.field(default=axes.DECODE_OK, validator=_in_axis("decode"))
+    debug: str = attrs.field(default=axes.DEBUG_NONE, validator=_in_axis("debug"))
+    shadow: str = attrs.field(default=axes.SHADOW_NONE, validator=_in_axis("shadow"))
+    protection: str = attrs.field(default="none", validator=_in_axis("protection"))
+
+    def value(self, axis: str) -> str:
+        """The value of one axis by name."""
+        chosen: str = getattr(self, axis)
+        return chosen
+
+    @property
+    def nested(self) -> bool:
+        return self.source in _NESTED_SOURCES
+
+    @property
+    def injected(self) -> bool:
+        """KVM (from userspace or guest debug) or L1 injects the event; the guest does not raise it itself."""
+        return self.source in _INJECTED_SOURCES
+
+    @property
+    def rank(self) -> tuple[int, tuple[int, ...]]:
+        """Smaller is simpler: how many axes leave their first value, then how far (the shrink order)."""
+        ranks = tuple(axis.rank(self.value(axis.name)) for axis in AXES)
+        return (sum(1 for r in ranks if r) + sum(ranks), ranks)
+
+    def describe(self) -> str:
+        """The axes that differ from the simplest value, `name=value` (what a counterexample varies)."""
+        changed = [f"{axis.name}={self.value(axis.name)}" for axis in AXES if axis.rank(self.value(axis.name))]
+        return ", ".join(changed) if changed else "all axes at their first value"
+
+
+def applicable(config: Configuration) -> bool:
+    """Whether the combination is meaningful and not a duplicate of a simpler one (module docstring)."""
+    first = {axis.name: axis.values[0] for axis in AXES}
+
+    def at_first(name: str) -> bool:
+        return config.value(name) == first[name]
+
+    if config.instruction == _INTO and config.mode == _LONG_MODE:
+        return False  # INTO is invalid in 64-bit mode (#UD): not a soft event there
+    if config.source == axes.SOURCE_GUEST_DEBUG and config.instruction not in _GUEST_DEBUG_INSTRUCTIONS:
+        return False
+    if not config.nested and not (at_first("l1_nrips") and config.vectoring != axes.VECTORING_L1):
+        return False
+    if config.profile != _NRIPS_PROFILE and not at_first("nrips"):
+        return False  # a CPU without NRIPS forces the effective nrips to 0 (K-5.19-1): one value suffices
+    cut_short = config.vectoring != axes.VECTORING_NONE
+    if not cut_short and config.second_exit in (axes.SECOND_SAME, axes.SECOND_INTR):
+        return False  # "again" and "after" need a first exit
+    if config.second_exit == axes.SECOND_CANCEL and not (cut_short or config.injected):
+        return False  # nothing is injected, so no entry injects anything to cancel
+    decodes = cut_short or config.injected
+    if not decodes and not (at_first("code_change") and at_first("decode")):
+        return False  # nobody reads the code again after the guest executed it
+    if not (config.vectoring == axes.VECTORING_HOST and at_first("protection")) and not at_first("paging"):
+        return False  # paging decides only which fault L0 takes; SEV guests always use NPT
+    if config.nested and not at_first("protection"):
+        return False  # the model's SEV guests are not nested
+    # A vmcb12 CS base under a 64-bit L2 adds nothing to EX-12's non-nested case.
+    return not (config.mode == _LONG_MODE and config.cs_base != first["cs_base"] and config.nested)
+
+
+@attrs.frozen
+class Space:
+    """The selected values of every axis, in `AXES` order."""
+
+    selection: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def default(cls) -> Space:
+        return cls(tuple(axis.default for axis in AXES))
+
+    @classmethod
+    def everything(cls) -> Space:
+        return cls(tuple(axis.values for axis in AXES))
+
+    def restrict(self, axis: Axis, values: tuple[str, ...]) -> Space:
+        """The same space with `axis` limited to `values` (checked by the caller against `axis.values`)."""
+        index = AXIS_NAMES.index(axis.name)
+        selection = list(self.selection)
+        selection[index] = values
+        return Space(tuple(selection))
+
+    def values(self, axis: str) -> tuple[str, ...]:
+        return self.selection[AXIS_NAMES.index(axis)]
+
+    def configurations(self) -> Iterator[Configuration]:
+        """Every applicable configuration, in a deterministic order."""
+        for combination in itertools.product(*self.selection):
+            config = Configuration(**dict(zip(AXIS_NAMES, combination, strict=True)))
+            if applicable(config):
+                yield config
+
+    def size(self) -> int:
+        """How many configurations `configurations()` yields."""
+        return sum(1 for _ in self.configurations())
+
+
+class AxisError(ValueError):
+    """A `--axis NAME=v1,v2` the explorer cannot use; the message says what was expected."""
+
+
+def parse_restriction(text: str, space: Space) -> Space:
+    """Apply one `NAME=v1,v2` (or `NAME=all`) restriction to `space`."""
+    name, sep, listed = text.partition("=")
+    axis = axis_named(name.strip())
+    if not sep or axis is None:
+        raise AxisError(f"--axis {text!r}: expected NAME=v1,v2 with NAME one of {', '.join(AXIS_NAMES)}")
+    wanted = tuple(v.strip() for v in listed.split(",") if v.strip())
+    if wanted == ("all",):
+        return space.restrict(axis, axis.values)
+    unknown = [v for v in wanted if v not in axis.values]
+    if unknown or not wanted:
+        raise AxisError(
+            f"--axis {text!r}: unknown value {', '.join(unknown) or '(none given)'} for {axis.name}; "
+            f"expected one or more of {', '.join(axis.values)} (or all)"
+        )
+    # Kept in axis order, so the first selected value is still the simplest (the shrink target).
+    return space.restrict(axis, tuple(value for value in axis.values if value in wanted))
