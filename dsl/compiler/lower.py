@@ -116,7 +116,8 @@ def _cases(
             options=configured.options,
         )
         checks = lower_expectations(ctx, scenario.expectations, policy, configured.policies)
-        cases.append(Case(title, loc, policy, row, program, checks, tags=scenario.tags))
+        shown = scenario.title if scenario.title != title else ""
+        cases.append(Case(title, loc, policy, row, program, checks, tags=scenario.tags, title=shown))
     return tuple(cases)
 
 

@@ -75,6 +75,11 @@ class Case:
     program: Program
     checks: tuple[Check, ...] = attrs.field(converter=_checks)
     tags: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    title: str = ""  # for an outline row, the title with the row's values substituted; else the scenario's
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.scenario
 
 
 @attrs.frozen

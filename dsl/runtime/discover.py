@@ -42,13 +42,14 @@ def scenario_files(paths: tuple[str, ...]) -> tuple[ScenarioFile, ...]:
         for file in sorted(path.rglob(f"*{SCENARIO_SUFFIX}")):
             if file.is_file() and not _hidden(file.relative_to(path)):
                 relative = file.relative_to(path)
-                topic = relative.parts[0] if len(relative.parts) > 1 else "."
+                topic = relative.parts[0] if len(relative.parts) > 1 else _topic_of_file(file)
                 found.setdefault(file.resolve(), ScenarioFile(file, topic=topic, root=path))
     return tuple(sorted(found.values(), key=lambda f: f.path.as_posix()))
 
 
 def _topic_of_file(path: Path) -> str:
-    return path.parent.name or "."
+    """A file given directly, or lying directly in the folder given, counts under its folder's name."""
+    return path.resolve().parent.name or "."
 
 
 def _hidden(relative: Path) -> bool:

@@ -92,12 +92,13 @@ class SvmFile(pytest.File):
                     policy=case.policy.value,
                     row=case.row,
                     line=case.loc.line,
+                    title=case.display_title,
                 )
                 for tag in case.tags:
                     marker = marker_name(tag)
                     self.config.addinivalue_line("markers", f"{marker}: scenarios tagged {tag}")
                     item.add_marker(marker)
-                item.extra_keyword_matches.add(case.scenario)
+                item.extra_keyword_matches.update((case.scenario, case.display_title))
                 yield item
 
     # pytest's own Collector narrows Node.repr_failure the same way (no `style`).
@@ -110,9 +111,10 @@ class SvmFile(pytest.File):
 class SvmItem(pytest.Item):
     """One case: runs through `run_case`, exactly like `svmdsl run` and the generated modules."""
 
-    def __init__(self, *, scenario: str, policy: str, row: int | None, line: int, **kwargs: Any) -> None:
+    def __init__(self, *, scenario: str, policy: str, row: int | None, line: int, title: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
+        self.title = title
         self.policy = policy
         self.row = row
         self.line = line
@@ -132,4 +134,4 @@ class SvmItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         detail = self.policy if self.row is None else f"{self.policy}, row {self.row}"
-        return self.path, self.line - 1, f"{self.scenario} [{detail}]"
+        return self.path, self.line - 1, f"{self.title} [{detail}]"

@@ -46,6 +46,7 @@ def _case(entry: Entry) -> dict[str, Any]:
         "file": result.key.file,
         "line": result.line,
         "scenario": result.key.scenario,
+        "title": result.display_title,
         "policy": result.key.policy,
         "row": result.key.row,
         "profile": entry.profile,

@@ -35,9 +35,7 @@ def _policies(report: RunReport) -> list[str]:
 
 def _row_label(entry: Entry) -> str:
     key = entry.result.key
-    label = f"{key.file}:{entry.result.line} {key.scenario}"
-    if key.row is not None:
-        label += f" (row {key.row})"
+    label = f"{key.file}:{entry.result.line} {entry.result.display_title}"
     if entry.profile is not None:
         label += f" @{entry.profile}"
     if len(label) > SCENARIO_COLUMN_WIDTH:

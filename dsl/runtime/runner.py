@@ -76,12 +76,12 @@ def execute(case: Case, loaded: LoadedFile, *, profile: HardwareProfile | None =
         message = make_diagnostic(
             loaded.text, case.loc, f"the engine cannot run this scenario under {case.policy.value}: {problem}"
         ).render()
-        return CaseResult(key, line, Verdict.ERROR, tags=case.tags, error=message)
+        return CaseResult(key, line, Verdict.ERROR, tags=case.tags, error=message, title=case.title)
     except Exception as bug:  # a defect in the engine must show up as this case's error, not stop the whole run
         message = make_diagnostic(
             loaded.text, case.loc, f"internal error in the engine: {type(bug).__name__}: {bug}"
         ).render()
-        return CaseResult(key, line, Verdict.ERROR, tags=case.tags, error=message)
+        return CaseResult(key, line, Verdict.ERROR, tags=case.tags, error=message, title=case.title)
     mismatches = tuple(m for check in case.checks if (m := evaluate(check, result, loaded.text)) is not None)
     return CaseResult(
         key,
@@ -93,6 +93,7 @@ def execute(case: Case, loaded: LoadedFile, *, profile: HardwareProfile | None =
         outcome=result.outcome.value,
         confirmed=result.confirmed,
         trace=render_trace(result.trace),
+        title=case.title,
         result=result,
     )
 

@@ -77,7 +77,12 @@ class CaseResult:
     outcome: str | None = None
     confirmed: bool | None = None
     trace: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    title: str = ""  # an outline row's title with its values substituted ("" when it is the scenario's)
     result: Result | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.key.scenario
 
     @property
     def held(self) -> bool:
@@ -87,9 +92,10 @@ class CaseResult:
         """The failure (or error) as text: what the CLI and both pytest paths print. Empty for a held case."""
         if self.verdict is Verdict.HELD:
             return ""
+        label = self.key.label if not self.title else f"{self.title} [{self.key.label.rpartition(' [')[2]}"
         if self.verdict is Verdict.ERROR:
-            return f"{self.key.file}:{self.line}: {self.key.label}: error\n{self.error or ''}".rstrip() + "\n"
-        parts = [f"{self.key.file}:{self.line}: {self.key.label}: {len(self.mismatches)} expectation(s) failed"]
+            return f"{self.key.file}:{self.line}: {label}: error\n{self.error or ''}".rstrip() + "\n"
+        parts = [f"{self.key.file}:{self.line}: {label}: {len(self.mismatches)} expectation(s) failed"]
         for mismatch in self.mismatches:
             parts.append("")
             parts.append(f"{mismatch.location}: expectation failed: {mismatch.expectation}")
