@@ -29,6 +29,7 @@ from dsl.compiler.generate import (
 )
 
 HOSTILE_TITLES = (
+    "a very long title " * 12,
     'say "hi"',
     "it's",
     "both ' and \"",
