@@ -56,7 +56,7 @@ CHAR_WIDTH = 6.2
 #: Labels are never cut shorter than this; the full text stays in the tooltip and the state table.
 LABEL_MINIMUM = 24
 #: Room right of the last lane for the labels of rows drawn there.
-RIGHT_MARGIN = 190
+RIGHT_MARGIN = 260
 SELF_MARK_WIDTH = 14
 #: Space between a label and the arrow end or mark it belongs to.
 LABEL_GAP = 8
@@ -138,11 +138,13 @@ def label_start(left: int, is_self: bool) -> int:
 
 
 def room(source_x: int, target_x: int, right_edge: int) -> int:
-    """How many characters fit: between an arrow's ends, or from a self mark to the diagram's right edge."""
-    left = min(source_x, target_x)
-    end = right_edge if source_x == target_x else max(source_x, target_x) - LABEL_GAP
-    width = end - label_start(left, source_x == target_x)
-    return max(LABEL_MINIMUM, int(width / CHAR_WIDTH))
+    """How many characters fit from where the label starts to the diagram's right edge.
+
+    Every row holds one message, so a label may run past its arrow's end without meeting another label; the halo
+    the template draws keeps it legible across lifelines.
+    """
+    start = label_start(min(source_x, target_x), source_x == target_x)
+    return max(LABEL_MINIMUM, int((right_edge - LABEL_GAP - start) / CHAR_WIDTH))
 
 
 def shorten(text: str, limit: int) -> str:
