@@ -113,6 +113,24 @@ def _take_fault(m: Machine, vector: int) -> int | None:
     return None
 
 
+#: Exception classes for the double-fault rules [ARCH]: contributory, and page faults.
+_CONTRIBUTORY: tuple[int, ...] = (Vector.DE, Vector.TS, Vector.NP, Vector.SS, Vector.GP)
+
+
+def _combined(ev: InFlight, vector: int) -> int | None:
+    """The exception actually raised when `vector` occurs while delivering `ev` (H-16: "combines it with C under
+    the x86 double-fault rules" [ARCH]): #DF for contributory-on-contributory or on #PF, None for a triple fault."""
+    if ev.type is not EventType.EXCEPTION or ev.dpl_checked:
+        return vector  # interrupts, NMI, INT3/INTO/INT n are benign
+    if ev.vector == Vector.DF:
+        return None
+    if vector in _CONTRIBUTORY and ev.vector in (*_CONTRIBUTORY, Vector.PF):
+        return Vector.DF
+    if vector == Vector.PF and ev.vector == Vector.PF:
+        return Vector.DF
+    return vector
+
+
 def _secondary(ev: InFlight, vector: int, error_code: int | None) -> InFlight:
     """An exception raised while delivering `ev` (H-16): fault-style, its frame returns to where `ev` started."""
     return InFlight(
@@ -141,7 +159,10 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
             fault_vector = fault.fault.vector
             if fault.handled_by is Level.GUEST and fault_vector is not None:
                 m.log(Actor.CPU, Action.FAULT, "H-16", f"{fault.fault.value} while delivering vector {ev.vector:#x}")
-                ev = _secondary(ev, fault_vector, fault.error_code)
+                raised = _raise_during(m, ev, fault_vector, fault.error_code)
+                if isinstance(raised, Exit):
+                    return raised
+                ev = raised
                 continue
             reported = first if profile.keeps_first_event else ev
             info = events.encode(
@@ -165,18 +186,35 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
                 f"{fault.fault.value} while delivering; EXITINTINFO {events.describe(info)}",
             )
         gate = m.gate(ev.vector)
+        problem: tuple[int, str, str] | None = None
         if ev.dpl_checked and m.cpl > gate.dpl:
-            m.log(Actor.CPU, Action.FAULT, "H-7", f"CPL {m.cpl} > gate {ev.vector:#x} DPL {gate.dpl}: #GP")
-            ev = _secondary(ev, Vector.GP, events.idt_error_code(ev.vector, ev.external))
-            continue
-        if not gate.present:
-            m.log(Actor.CPU, Action.FAULT, "H-17", f"gate {ev.vector:#x} not present: #NP")
-            ev = _secondary(ev, Vector.NP, events.idt_error_code(ev.vector, ev.external))
+            problem = (Vector.GP, "H-7", f"CPL {m.cpl} > gate {ev.vector:#x} DPL {gate.dpl}: #GP")
+        elif not gate.present:
+            problem = (Vector.NP, "H-17", f"gate {ev.vector:#x} not present: #NP")
+        if problem is not None:
+            vector, rule, message = problem
+            m.log(Actor.CPU, Action.FAULT, rule, message)
+            raised = _raise_during(m, ev, vector, events.idt_error_code(ev.vector, ev.external))
+            if isinstance(raised, Exit):
+                return raised
+            ev = raised
             continue
         _push_frame(m, ev, gate.gate_type)
         if profile.copies_event_slot:
             m.qemu_event_slot &= ~events.VALID  # delivery finished: V cleared, the rest stays (Q-8)
         return None
+
+
+def _raise_during(m: Machine, ev: InFlight, vector: int, error_code: int | None) -> InFlight | Exit:
+    """The exception raised while delivering `ev`, combined per the double-fault rules; a triple fault shuts down."""
+    combined = _combined(ev, vector)
+    if combined is None:
+        m.set_anomaly(Outcome.SHUTDOWN)
+        return vmexit(m, Exit(ExitCode.SHUTDOWN, Level.L0), "ARCH", "fault while delivering #DF: triple fault")
+    if combined != vector:
+        m.log(Actor.CPU, Action.FAULT, "H-16", f"vector {vector:#x} while delivering {ev.vector:#x}: #DF")
+        return _secondary(ev, Vector.DF, 0)
+    return _secondary(ev, vector, error_code)
 
 
 def _push_frame(m: Machine, ev: InFlight, gate_type: GateType) -> None:

@@ -50,6 +50,7 @@ _STOPPING: tuple[Outcome, ...] = (
     Outcome.UNSUPPORTED,
     Outcome.VMEXIT_INVALID,
     Outcome.EMULATION_ERROR,
+    Outcome.SHUTDOWN,
 )
 #: Guest actions (instructions, handler returns) allowed per entry in `Run` before it gives up.
 ACTIONS_PER_ENTRY = 8

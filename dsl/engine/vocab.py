@@ -134,6 +134,7 @@ class ExitCode(enum.IntEnum):
     HLT = 0x78
     IOIO = 0x7B
     MSR = 0x7C
+    SHUTDOWN = 0x7F
     VMMCALL = 0x81
     ICEBP = 0x88
     NPF = 0x400
@@ -297,6 +298,7 @@ class Outcome(enum.Enum):
     DUPLICATED = "duplicated"
     VMEXIT_INVALID = "vmexit_invalid"
     HOST_BUG = "host_bug"
+    SHUTDOWN = "shutdown"
     EMULATION_ERROR = "emulation_error"
     UNSUPPORTED = "unsupported"
     UNSPECIFIED = "unspecified"
@@ -317,6 +319,7 @@ _OUTCOME_DOCS: dict[Outcome, str] = {
     Outcome.REFLECTED: "handed to L1 in vmcb12 EXITINTINFO: L1 must re-inject it (K-6.0-24)",
     Outcome.DUPLICATED: "delivered more than once",
     Outcome.VMEXIT_INVALID: "a VMRUN failed its consistency checks (H-8, K-7.1-6)",
+    Outcome.SHUTDOWN: "a triple fault shut the guest down (KVM_EXIT_SHUTDOWN)",
     Outcome.HOST_BUG: "the host kernel hit a BUG_ON (K-5.19-10)",
     Outcome.EMULATION_ERROR: "the vCPU exits to userspace with an emulation error (K-6.2-4)",
     Outcome.UNSUPPORTED: "the hypervisor refuses the configuration (K-6.6-4: SEV without nrips)",

@@ -384,7 +384,7 @@ def test_ex14_guest_int_0x80_np_then_pf(policy: PolicyName) -> None:
     assert obs(result, "return_rip") == 0x3000
     assert obs(result, "soft_int_injected") is False
     if policy is not KVM_5_19:
-        assert "kvm_inj_exception: #NP [reinjected]" in result.tracepoints
+        assert "kvm_inj_exception: #NP (0x402) [reinjected]" in result.tracepoints
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
@@ -465,7 +465,7 @@ def test_ex17_int3_in_an_sti_shadow(policy: PolicyName, nrips: bool, shadow: boo
 
 @pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
 def test_ex18_hardware_pf_requeued_with_its_error_code(policy: PolicyName) -> None:
-    """EX-18, K-5.19-14, K-6.0-9: a guest #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2."""
+    """EX-18, K-5.19-14, K-6.0-9, K-6.0-18 (error code printed iff valid): a guest #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2."""
     from dsl.engine import Event, Program, Run, Setup, run
     from dsl.engine.vocab import EventType
 
@@ -485,5 +485,5 @@ def test_ex18_hardware_pf_requeued_with_its_error_code(policy: PolicyName) -> No
     assert obs(result, "event_inj") == 0x80000B0E
     assert obs(result, "event_inj_err") == 0x2
     if policy is not KVM_5_19:
-        assert "kvm_inj_exception: #PF [reinjected]" in result.tracepoints
+        assert "kvm_inj_exception: #PF (0x2) [reinjected]" in result.tracepoints
     _ = (INTO, MOV_RAX_RCX)

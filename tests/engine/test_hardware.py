@@ -429,3 +429,35 @@ def test_q9_only_no_nrips_paths_run_on_qemu() -> None:
     assert any(t.rule == "K-6.0-11" for t in result.trace)
     assert obs(result, "return_rip") == 0x1002
     _ = (InjectionSource, Inject)
+
+
+# -- double faults (H-16 "combines … under the x86 double-fault rules") --------------------------------------------
+
+
+def test_h16_contributory_fault_during_np_is_a_double_fault() -> None:
+    """H-16 [ARCH]: INT 0x21 through a non-present gate raises #NP; a #GP while delivering it becomes #DF(0)."""
+    steps = (VectoringFault(FaultKind.GP, Level.GUEST, error_code=0, during=Vector.NP), Execute())
+    result = guest(b"\xcd\x21", steps, at=0x3000, mode=CpuMode.PROTECTED_32, idt=(IdtGate(0x21, present=False),))
+    assert (obs(result, "delivered"), obs(result, "return_rip"), obs(result, "delivered_error_code")) == (
+        Vector.DF,
+        0x3000,
+        0,
+    )
+
+
+def test_h16_fault_while_delivering_a_double_fault_shuts_down() -> None:
+    """H-16 [ARCH]: non-present #NP and #DF gates: #NP on #NP is #DF, #NP on #DF is a triple fault (shutdown)."""
+    idt = (IdtGate(0x21, present=False), IdtGate(Vector.NP, present=False), IdtGate(Vector.DF, present=False))
+    result = guest(b"\xcd\x21", (Execute(),), mode=CpuMode.PROTECTED_32, idt=idt)
+    assert obs(result, "outcome") is Outcome.SHUTDOWN
+    assert obs(result, "exit_code") == ExitCode.SHUTDOWN
+
+
+def test_h24_architectural_emulates_icebp_as_a_trap() -> None:
+    """H-11, H-24: the architectural policy delivers ICEBP's #DB once, returning after the ICEBP."""
+    result = execute_cut_short(b"\xf1", ARCHITECTURAL)
+    assert (obs(result, "delivered"), obs(result, "return_rip"), obs(result, "delivery_count")) == (
+        Vector.DB,
+        0x1001,
+        1,
+    )

@@ -44,10 +44,19 @@ class Architectural(Policy):
             write_event_inj(m, "ARCH", events.encode(queue.interrupt_nr, kind), 0, "inject interrupt")
 
     def place_return(self, m: Machine, event_type: EventType, vector: int) -> None:
-        """Put the right return address where this CPU takes it: next_rip (NRIPS) or RIP (H-6)."""
-        if not events.is_soft(event_type, vector):
-            return
+        """Put the right return address where this CPU takes it: next_rip (NRIPS) or RIP (H-6).
+
+        A trap-like event that is not soft (ICEBP's #DB) cannot be re-injected faithfully: it is emulated by
+        advancing RIP, so the pushed RIP is the one after the instruction (H-11, H-24).
+        """
         vmcb = m.vmcb
+        soft = events.is_soft(event_type, vector)
+        if not soft:
+            if m.arch_return is not None and m.arch_return != vmcb.rip:
+                m.arch_origin = vmcb.rip
+                change = m.put(vmcb, "rip", m.arch_return, "vmcb.")
+                m.log(Actor.L0, Action.SKIP, "H-11", f"emulate the trap: RIP advanced to {m.arch_return:#x}", change)
+            return
         ret = m.arch_return if m.arch_return is not None else self.matching_next(m, vector, event_type)
         m.arch_return = ret
         if m.cpu_nrips:

@@ -87,9 +87,10 @@ class Kvm60(Kvm519):
 
     def trace_exception(self, m: Machine, reinjected: bool) -> None:
         """kvm_inj_exception with " [reinjected]" (K-6.0-18)."""
-        vector = m.kvm.queue.exception_vector
-        name = events.VECTOR_NAMES[vector]
-        m.tracepoints.append(f"kvm_inj_exception: {name}{' [reinjected]' if reinjected else ''}")
+        queue = m.kvm.queue
+        name = events.VECTOR_NAMES[queue.exception_vector]
+        error = f" ({queue.exception_error:#x})" if queue.exception_error is not None else ""  # iff valid
+        m.tracepoints.append(f"kvm_inj_exception: {name}{error}{' [reinjected]' if reinjected else ''}")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:
         queue = m.kvm.queue
