@@ -295,6 +295,13 @@ def test_xen_5_next_rip_minus_rip_is_trusted() -> None:
     assert not any(t.action.value == "decode" and "decode at" in t.message for t in result.trace)
 
 
+def test_xen_5_implausible_next_rip_falls_back_to_the_decode() -> None:
+    """XEN-5: a NextRIP more than 15 bytes away is not a length: Xen decodes the INT3 instead (NextRIP 0x1001)."""
+    result = debug_inject(INT3, vmcb_next_rip=0x2000)
+    assert obs(result, "next_rip") == 0x1001
+    assert obs(result, "return_rip") == 0x1001
+
+
 @pytest.mark.parametrize("profile", [HardwareProfile.AMD_NRIPS, NO_NRIPS])
 def test_xen_5_mismatch_injects_gp(profile: HardwareProfile) -> None:
     """XEN-5: no NextRIP, the decode finds NOP where INT3 was expected: #GP(0) is injected, no #BP."""

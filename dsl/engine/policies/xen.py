@@ -171,7 +171,7 @@ class Xen(Policy):
         vmcb = m.vmcb
         if m.cpu_nrips and vmcb.next_rip:
             length = (vmcb.next_rip - vmcb.rip) & m.rip_mask()
-            if length <= MAX_INSN_LENGTH:
+            if 0 < length <= MAX_INSN_LENGTH:  # an implausible NextRIP is reported and the decode used instead
                 m.log(Actor.L0, Action.DECODE, "XEN-5", f"length {length} from NextRIP (no decode)")
                 return length
         linear = m.linear(vmcb.rip)
