@@ -10,19 +10,19 @@ from docs_support import BUNDLED, FIXTURE_LIBRARY, HOSTILE
 from dsl.docs.build import BuildResult, build_site
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fixture_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildResult]:
     out = tmp_path_factory.mktemp("fixture-site")
     return out, build_site([str(FIXTURE_LIBRARY)], out)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildResult]:
     out = tmp_path_factory.mktemp("hostile-site")
     return out, build_site([str(HOSTILE)], out)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundled_site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildResult]:
     out = tmp_path_factory.mktemp("bundled-site")
     return out, build_site([str(BUNDLED)], out)

@@ -158,9 +158,9 @@ class Chromium:
                 errors.append(params["entry"].get("text", "")[:500])
         return errors
 
-    def screenshot(self, path: Path) -> None:
-        """A PNG of the whole page (beyond the window), written to `path`."""
-        reply = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True)
+    def screenshot(self, path: Path, whole_page: bool = True) -> None:
+        """A PNG of the whole page (beyond the window) or of the window only, written to `path`."""
+        reply = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=whole_page)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(reply["data"]))
 

@@ -114,3 +114,17 @@ def test_hostile_page_runs_nothing(browser: Chromium, hostile_site: Built) -> No
     assert browser.evaluate("document.scripts.length") == 0
     heading = browser.evaluate("document.querySelector('section.scenario h2').textContent")
     assert heading == "<script>alert('title')</script>"
+
+
+def test_bundled_library_renders_without_errors(browser: Chromium, bundled_site: Built) -> None:
+    """The site of the project's own scenarios: the index and the first page with a diagram load cleanly."""
+    out, _ = bundled_site
+    browser.open((out / "index.html").as_uri())
+    assert browser.console_errors() == []
+    rows = browser.evaluate("document.querySelectorAll('tr.case-row').length")
+    assert rows > 0
+    browser.screenshot(ARTIFACTS / "bundled-index.png", whole_page=False)
+    page = next(path for path in sorted(out.rglob("*.html")) if b"<svg" in path.read_bytes())
+    browser.open(page.as_uri())
+    assert browser.console_errors() == []
+    assert browser.evaluate("document.querySelectorAll('svg.sequence g.message').length") > 0
