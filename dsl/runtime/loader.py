@@ -11,7 +11,8 @@ from pathlib import Path
 
 import attrs
 
-from dsl.compiler.lower import LoweredFile, lower_file
+from dsl.compiler.lower import Case, LoweredFile, lower_file
+from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError
 
 
@@ -25,6 +26,11 @@ class LoadedFile:
     digest: str
     lowered: LoweredFile | None
     error: SvmError | None
+    index: dict[tuple[str, PolicyName, int | None], Case] = attrs.field(factory=dict, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.lowered is not None:
+            self.index.update(((c.scenario, c.policy, c.row), c) for c in self.lowered.cases)
 
     @property
     def ok(self) -> bool:

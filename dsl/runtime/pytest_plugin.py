@@ -58,6 +58,19 @@ def _wanted(file_path: Path, config: pytest.Config) -> bool:
     return any(path.suffix == SCENARIO_SUFFIX and path.resolve() == resolved for path in named)
 
 
+_REGISTERED = pytest.StashKey[set[str]]()
+
+
+def _registered_marker(config: pytest.Config, tag: str) -> str:
+    """The marker a tag becomes, registered once per session (so `--strict-markers` accepts it)."""
+    marker = marker_name(tag)
+    registered = config.stash.setdefault(_REGISTERED, set())
+    if marker not in registered:
+        config.addinivalue_line("markers", f"{marker}: scenarios tagged {tag}")
+        registered.add(marker)
+    return marker
+
+
 class SvmCollectionError(Exception):
     """A scenario file that cannot be parsed, checked or lowered; the message is the rendered diagnostic."""
 
@@ -95,9 +108,7 @@ class SvmFile(pytest.File):
                     title=case.display_title,
                 )
                 for tag in case.tags:
-                    marker = marker_name(tag)
-                    self.config.addinivalue_line("markers", f"{marker}: scenarios tagged {tag}")
-                    item.add_marker(marker)
+                    item.add_marker(_registered_marker(self.config, tag))
                 item.extra_keyword_matches.update((case.scenario, case.display_title))
                 yield item
 

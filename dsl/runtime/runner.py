@@ -50,6 +50,8 @@ def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -
     """The case named by (scenario, policy, row) in a loaded file, or a message saying what is there instead."""
     assert loaded.lowered is not None
     named = policy_by_name(policy)
+    if named is not None and (found := loaded.index.get((scenario, named, row))) is not None:
+        return found
     scenarios = {s.name: s for s in loaded.lowered.scenarios}
     if scenario not in scenarios:
         near = difflib.get_close_matches(scenario, list(scenarios), n=1)
