@@ -77,9 +77,9 @@ def _texts(svm_file: ast.SvmFile) -> dict[str, str]:
 MAX_LISTED = 12
 
 
-def _one_of(options: Sequence[str]) -> str:
-    if len(options) > MAX_LISTED:
-        return "one of " + ", ".join(options[: MAX_LISTED - 2]) + f", … ({len(options)} in all, see docs/language.md)"
+def _one_of(options: Sequence[str], what: str) -> str:
+    if len(options) > MAX_LISTED:  # a long list would bury the hint; the reference lists them all
+        return f"a known {what} (see docs/language.md)"
     return "one of " + ", ".join(options)
 
 
@@ -103,7 +103,7 @@ class _Checker:
         """Report `name` unless it is one of `options`; True when it is known."""
         if name.text in options:
             return True
-        self.error(name.loc, f"unknown {what} '{name.text}'", _one_of(options), did_you_mean(name.text, options))
+        self.error(name.loc, f"unknown {what} '{name.text}'", _one_of(options, what), did_you_mean(name.text, options))
         return False
 
     def value(self, loc: Loc, value: int, what: str, bits: int) -> None:

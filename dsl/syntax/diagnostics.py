@@ -15,6 +15,7 @@ from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsl.errors import Diagnostic, Loc, make_diagnostic
+from dsl.syntax.embedded import parse_snippet
 from dsl.syntax.grammar import parser
 
 #: Regular-expression terminals in words.
@@ -156,7 +157,7 @@ def _example_index() -> tuple[dict[tuple[int, frozenset[str], str | None], str],
     for label, snippets in error_examples().items():
         for snippet in snippets:
             try:
-                parser().parse(snippet)
+                parse_snippet(snippet)
             except UnexpectedInput as failure:
                 key = _state_key(failure)
                 by_token.setdefault((*key, _token_type(failure)), label)

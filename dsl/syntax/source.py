@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from lark import Token, Tree
-from lark.exceptions import UnexpectedInput, VisitError
+from lark.exceptions import UnexpectedInput
 
 from dsl.errors import Diagnostic, make_diagnostic
 from dsl.syntax import ast
 from dsl.syntax.diagnostics import diagnose_parse_error
-from dsl.syntax.grammar import parser
+from dsl.syntax.embedded import ast_parser
 from dsl.syntax.instructions import ShapeError
-from dsl.syntax.transform import AstBuilder
 
 
 class BlockError(Exception):
@@ -25,14 +23,12 @@ def parse_source(text: str, filename: str, source: str | None = None) -> ast.Svm
     """Parse `text`; `source` is the real file text when `text` is a padded piece of it (for the caret line)."""
     source = text if source is None else source
     try:
-        tree: Tree[Token] = parser().parse(text)
+        with ast_parser(filename) as lark:
+            result = lark.parse(text)
     except UnexpectedInput as error:
         raise BlockError(diagnose_parse_error(error, source, filename)) from None
-    try:
-        return AstBuilder(filename).transform(tree)
-    except VisitError as error:
-        cause = error.orig_exc
-        if isinstance(cause, ShapeError):
-            diagnostic = make_diagnostic(source, cause.loc, cause.message, expected=cause.expected, hint=cause.hint)
-            raise BlockError(diagnostic) from None
-        raise
+    except ShapeError as cause:
+        diagnostic = make_diagnostic(source, cause.loc, cause.message, expected=cause.expected, hint=cause.hint)
+        raise BlockError(diagnostic) from None
+    assert isinstance(result, ast.SvmFile)
+    return result

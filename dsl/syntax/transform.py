@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable
 from typing import Any
 
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer, Tree
 from lark.tree import Meta
 
 from dsl.engine.vocab import InjectionSource, Level
@@ -42,13 +43,29 @@ def parse_number(text: str) -> int:
     return sign * int(digits, 10)
 
 
-@v_args(meta=True)
 class AstBuilder(Transformer[Token, ast.SvmFile]):
-    """Builds AST nodes; `file` names the source in every `Loc`."""
+    """Builds AST nodes; `file` names the source in every `Loc`.
+
+    Each rule's method takes `(meta, children)`. They are dispatched by `_call_userfunc` below rather than through
+    `v_args(meta=True)`, which wraps the method anew on every call (a third of the parse time).
+    """
+
+    __visit_tokens__ = False  # terminals are converted by the rules that hold them
 
     def __init__(self, file: str) -> None:
-        super().__init__()
+        super().__init__(visit_tokens=False)
         self.file = file
+        self._rules = self.rules()
+
+    def rules(self) -> dict[str, Callable[[Meta, list[Any]], Any]]:
+        """Rule name → method, for every rule of the grammar."""
+        inherited = set(dir(Transformer))
+        return {name: getattr(self, name) for name in dir(type(self)) if not name.startswith("_") and
+                name not in inherited and name not in ("file", "rules")}  # fmt: skip
+
+    def _call_userfunc(self, tree: Tree[Token], new_children: list[Any] | None = None) -> Any:
+        children = new_children if new_children is not None else tree.children
+        return self._rules[tree.data](tree.meta, children)
 
     def _loc(self, meta: Meta) -> Loc:
         if getattr(meta, "empty", True):
