@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 from dsl.compiler.lower_names import Context, did_you_mean, member, vector
 from dsl.compiler.lower_setup import event_of, policy_of
 from dsl.compiler.lowered import Check, Comparison, Probe
@@ -52,7 +54,7 @@ def lower_expectations(
             named = tuple(_under_policy(ctx, name, runs) for name in item.policies)
             if policy in named:
                 for expectation in item.expectations:
-                    checks.extend(lower_expectation(ctx, expectation))
+                    checks.extend(attrs.evolve(c, policies=named) for c in lower_expectation(ctx, expectation))
         else:
             checks.extend(lower_expectation(ctx, item))
     return tuple(checks)

@@ -60,6 +60,7 @@ class Check:
     comparison: Comparison
     expected: Observed
     pick: Pick | int = Pick.FOCUS
+    policies: tuple[PolicyName, ...] = ()  # the `under …` policies it was written for; () = every policy
     vector: int | None = None  # the event a Probe is about
     event_type: EventType | None = None  # ... and how it must have been delivered
 

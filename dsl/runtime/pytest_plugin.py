@@ -82,6 +82,9 @@ class SvmCaseFailed(Exception):
         super().__init__(result.explain())
         self.result = result
 
+    def __reduce__(self) -> tuple[type[SvmCaseFailed], tuple[CaseResult]]:
+        return (SvmCaseFailed, (self.result,))  # pickles with its result (pytest-xdist)
+
 
 class SvmFile(pytest.File):
     """A `.svm` file: one item per case."""

@@ -72,6 +72,9 @@ def test_under_blocks_apply_only_to_their_policies() -> None:
     outcomes = {p: [c.expected for c in checks if c.target is Observable.OUTCOME] for p, checks in by_policy.items()}
     assert outcomes[PolicyName.KVM_5_19] == [Outcome.RETRY]
     assert outcomes[PolicyName.KVM_6_0] == [Outcome.REINJECT]
+    retry = next(c for c in by_policy[PolicyName.KVM_5_19] if c.target is Observable.OUTCOME)
+    assert retry.policies == (PolicyName.KVM_5_19,)  # each check knows the policies it was written for
+    assert next(c for c in by_policy[PolicyName.KVM_5_19] if c.target is Observable.EXIT_INT_INFO).policies == ()
     assert all(any(c.target is Observable.EXIT_INT_INFO for c in checks) for checks in by_policy.values())
 
 

@@ -12,6 +12,7 @@ import pytest
 
 import dsl
 from dsl.runtime.loader import clear_cache, load
+from dsl.runtime.pytest_plugin import SvmCaseFailed
 from dsl.runtime.runner import run_case
 from dsl.runtime.session import run_paths
 from dsl.runtime.term import Colour, Painter, Progress, wants_colour
@@ -62,9 +63,11 @@ def test_unknown_scenario_or_policy_says_what_exists() -> None:
     assert "its policies: architectural, kvm-5.19" in (policy.error or "")
 
 
-def test_results_pickle_for_xdist() -> None:
+def test_results_and_failures_pickle_for_xdist() -> None:
     result = run_case(FIXTURES / "fails.svm", "INT3 with a wrong expected return address", "architectural")
     assert pickle.loads(pickle.dumps(result)) == result
+    failure = pickle.loads(pickle.dumps(SvmCaseFailed(result)))
+    assert failure.result == result
 
 
 def test_each_file_is_loaded_once_and_again_after_an_edit(tmp_path: Path) -> None:
