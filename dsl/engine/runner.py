@@ -190,6 +190,7 @@ def _inject(m: Machine, field: str, step: Inject) -> None:
         subject = m.subject = _injected_subject(m, event.vector, event.type, m.vmcb.rip, m.vmcb.cs_base)
     queue = m.kvm.queue
     queue.subject = event.vector == subject.vector
+    m.arch_return = None  # KVM_SET_VCPU_EVENTS replaces what was queued: the oracle forgets its return address
     if event.type is EventType.EXCEPTION:
         queue.exception_vector, queue.exception_error = event.vector, event.error_code
         if step.source is InjectionSource.GUEST_DEBUG:
