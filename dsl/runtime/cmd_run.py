@@ -39,7 +39,11 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         paint = Painter(wants_colour(sys.stdout))
         if not report.entries and not report.file_errors:
-            print("svmdsl: no scenarios found under " + ", ".join(args.paths), file=sys.stderr)
+            where = ", ".join(args.paths)
+            if report.files and args.policy:
+                print(f"svmdsl: no scenario under {where} runs under {', '.join(args.policy)}", file=sys.stderr)
+            else:
+                print(f"svmdsl: no scenarios found under {where}", file=sys.stderr)
             return EXIT_FAILED
         sys.stdout.write(report_text.render(report, paint, trace=not args.no_trace))
     return EXIT_OK if report.ok and (report.entries or report.file_errors) else EXIT_FAILED

@@ -245,3 +245,14 @@ def test_fmt_on_a_file_that_does_not_parse_reports_it_and_leaves_it_alone(tmp_pa
     assert broken.read_text() == before
     assert "broken.svm:1:" in completed.stderr
     assert_no_traceback(completed)
+
+
+def test_run_with_nothing_to_run_says_why_and_fails(library: Path, tmp_path: Path) -> None:
+    """A run that runs nothing is not a success: an empty folder, or a policy no scenario names."""
+    (tmp_path / "empty").mkdir()
+    empty = svmdsl("run", str(tmp_path / "empty"))
+    assert empty.returncode == 1
+    assert "no scenarios found" in empty.stderr
+    unnamed = svmdsl("run", "scenarios/", "--policy", "bhyve", cwd=library)
+    assert unnamed.returncode == 1
+    assert "runs under bhyve" in unnamed.stderr
