@@ -88,6 +88,7 @@ def expand_outline(
         return (), diagnostics
     scenarios: list[ast.Scenario] = []
     seen: set[tuple[Loc, str]] = set()
+    cache: _LineCache = {}
     for row in outline.examples.rows:
         if len(row.cells) != len(columns):
             diagnostics.append(
@@ -101,7 +102,7 @@ def expand_outline(
             continue
         values = dict(zip(columns, row.cells, strict=True))
         try:
-            scenarios.append(_expand_row(outline, row, values, filename))
+            scenarios.append(_expand_row(outline, row, values, filename, cache))
         except _RowError as problem:
             key = (problem.loc, problem.diagnostic.message)
             if key not in seen:
@@ -126,39 +127,51 @@ class _RowError(Exception):
         self.diagnostic = diagnostic
 
 
+#: Parsed template lines, by (line number, substituted text): a line without placeholders is parsed once per
+#: outline, not once per row.
+_LineCache = dict[tuple[int, str], tuple[ast.Statement, ...]]
+
+
 def _expand_row(
-    outline: ast.ScenarioOutline, row: ast.ExampleRow, values: dict[str, str], filename: str
+    outline: ast.ScenarioOutline, row: ast.ExampleRow, values: dict[str, str], filename: str, cache: _LineCache
 ) -> ast.Scenario:
-    lines: dict[int, str] = {}
-    substitutions: dict[int, tuple[_Substitution, ...]] = {}
+    statements: list[ast.Statement] = []
     for template in outline.template:
         substituted, subs = substitute(template.text, values)
         indent = template.loc.column - 1
-        lines[template.loc.line] = " " * indent + substituted
-        substitutions[template.loc.line] = tuple(attrs.evolve(sub, column=sub.column + indent) for sub in subs)
-    first = min(lines, default=outline.loc.line + 1)
-    # The header goes on the line before the first template line, which the outline's header always occupies
-    # or precedes; the template lines keep their own line numbers and indentation.
-    lines[first - 1] = 'scenario "":'
-    last = max(lines)
-    text = "\n".join(lines.get(n, "") for n in range(1, last + 1)) + "\n"
+        line = " " * indent + substituted
+        key = (template.loc.line, line)
+        if key not in cache:
+            shifted = tuple(attrs.evolve(sub, column=sub.column + indent) for sub in subs)
+            cache[key] = _parse_line(template.loc.line, line, shifted, filename)
+        statements.extend(cache[key])
+    title, _ = substitute(outline.title, values)
+    return ast.Scenario(
+        title, outline.tags, outline.sources, outline.description, tuple(statements), row, loc=outline.loc
+    )
+
+
+def _parse_line(
+    number: int, line: str, substitutions: tuple[_Substitution, ...], filename: str
+) -> tuple[ast.Statement, ...]:
+    """One substituted template line, parsed in place: a bare scenario header on the line above keeps its line
+    number and indentation, so only the columns after a substitution need mapping back to the template."""
+    text = "\n" * (number - 2) + 'scenario "":\n' + line + "\n"
     try:
         parsed = parse_source(text, filename)
     except BlockError as error:
         loc = error.diagnostic.loc
-        subs = substitutions.get(loc.line, ())
-        mapped = Loc(filename, loc.line, _map_column(loc.column, subs) if loc.line in substitutions else loc.column)
-        raise _RowError(mapped, error.diagnostic) from None
+        column = _map_column(loc.column, substitutions) if loc.line == number else loc.column
+        raise _RowError(Loc(filename, number, column), error.diagnostic) from None
     scenario = parsed.items[0]
     assert isinstance(scenario, ast.Scenario)
-    title, _ = substitute(outline.title, values)
+    if all(sub.width == sub.value_width for sub in substitutions):
+        return scenario.statements  # no column moved
 
     def template_loc(loc: Loc) -> Loc:
-        subs = substitutions.get(loc.line)
-        return loc if subs is None else attrs.evolve(loc, column=_map_column(loc.column, subs))
+        return attrs.evolve(loc, column=_map_column(loc.column, substitutions))
 
-    statements = tuple(_relocate(s, template_loc) for s in scenario.statements)
-    return ast.Scenario(title, outline.tags, outline.sources, outline.description, statements, row, loc=outline.loc)
+    return tuple(_relocate(statement, template_loc) for statement in scenario.statements)
 
 
 _T = TypeVar("_T")

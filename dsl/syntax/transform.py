@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lark import Token, Transformer, Tree
+from lark import Token
 from lark.tree import Meta
 
 from dsl.engine.vocab import InjectionSource, Level
@@ -43,29 +43,17 @@ def parse_number(text: str) -> int:
     return sign * int(digits, 10)
 
 
-class AstBuilder(Transformer[Token, ast.SvmFile]):
-    """Builds AST nodes; `file` names the source in every `Loc`.
-
-    Each rule's method takes `(meta, children)`. They are dispatched by `_call_userfunc` below rather than through
-    `v_args(meta=True)`, which wraps the method anew on every call (a third of the parse time).
+class AstBuilder:
+    """Builds AST nodes, one method per grammar rule taking `(meta, children)`; `file` names the source in every
+    `Loc`. `dsl.syntax.embedded` runs these methods inside the LALR parser as it reduces each rule.
     """
 
-    __visit_tokens__ = False  # terminals are converted by the rules that hold them
-
     def __init__(self, file: str) -> None:
-        super().__init__(visit_tokens=False)
         self.file = file
-        self._rules = self.rules()
 
     def rules(self) -> dict[str, Callable[[Meta, list[Any]], Any]]:
         """Rule name → method, for every rule of the grammar."""
-        inherited = set(dir(Transformer))
-        return {name: getattr(self, name) for name in dir(type(self)) if not name.startswith("_") and
-                name not in inherited and name not in ("file", "rules")}  # fmt: skip
-
-    def _call_userfunc(self, tree: Tree[Token], new_children: list[Any] | None = None) -> Any:
-        children = new_children if new_children is not None else tree.children
-        return self._rules[tree.data](tree.meta, children)
+        return {name: getattr(self, name) for name in vars(type(self)) if not name.startswith("_") and name != "rules"}
 
     def _loc(self, meta: Meta) -> Loc:
         if getattr(meta, "empty", True):
