@@ -102,6 +102,13 @@ def test_every_file_starts_with_a_description() -> None:
     assert undescribed == []
 
 
+def test_the_library_index_lists_every_file() -> None:
+    """scenarios/README.md is the map a new user reads first: every `.svm` file appears in it by name."""
+    index = (LIBRARY / "README.md").read_text()
+    unlisted = [str(p.relative_to(ROOT)) for p in library_files() if f"`{p.name}`" not in index]
+    assert unlisted == []
+
+
 # --- coverage --------------------------------------------------------------------------------------------------------
 
 
