@@ -160,14 +160,14 @@ AXES: tuple[Axis, ...] = (
         "debug",
         "DR7 code breakpoints and RFLAGS.RF (H-34, H-37)",
         (DEBUG_NONE, DEBUG_DR0, DEBUG_RF),
-        (DEBUG_NONE, DEBUG_DR0),
+        (DEBUG_NONE, DEBUG_DR0, DEBUG_RF),
     ),
-    Axis("shadow", "interrupt shadow at the instruction (H-35)", (SHADOW_NONE, SHADOW_STI), (SHADOW_NONE,)),
+    Axis("shadow", "interrupt shadow at the instruction (H-35)", (SHADOW_NONE, SHADOW_STI), (SHADOW_NONE, SHADOW_STI)),
     Axis(
         "protection",
         "SEV / SEV-ES guests (K-6.0-30, K-6.0-31, K-6.6-*)",
         tuple(p.value for p in (Protection.NONE, Protection.SEV, Protection.SEV_ES)),
-        (Protection.NONE.value,),
+        (Protection.NONE.value, Protection.SEV_ES.value),
     ),
 )
 

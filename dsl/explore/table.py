@@ -42,10 +42,7 @@ def rows(exploration: Exploration) -> list[tuple[str, ...]]:
 
 def summary_line(exploration: Exploration) -> str:
     skipped = f", {exploration.skipped} refused by the engine" if exploration.skipped else ""
-    return (
-        f"{exploration.explored} configurations explored{skipped}; "
-        f"compared with {exploration.reference.value}"
-    )
+    return f"{exploration.explored} configurations explored{skipped}; compared with {exploration.reference.value}"
 
 
 def render_text(exploration: Exploration) -> str:
