@@ -12,9 +12,11 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import NoReturn, cast
 
+from dsl.docs import command as docs_command
 from dsl.engine.vocab import HardwareProfile, policy_names
+from dsl.explore import command as explore_command
 from dsl.runtime.discover import PathProblem
 
 EXIT_OK = 0
@@ -35,6 +37,8 @@ examples:
   svmdsl gen scenarios/ -o generated/       write pytest modules (add --check in CI)
   svmdsl fmt --check scenarios/             list files that are not in canonical form
   svmdsl policies                           list hypervisor policies and hardware profiles
+  svmdsl docs scenarios/ -o site/           write the spec-by-example site (HTML + Markdown)
+  svmdsl explore                            search the configuration space for divergences
 
 exit status: 0 success, 1 failures or stale output, 2 bad usage, 3 internal error"""
 
@@ -124,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="list hypervisor policies and hardware profiles",
         description="One line per hypervisor policy and per hardware profile.",
     )
+    # Commands of other stages (issues 6 and 7) add their own parser and store their handler as `handler`.
+    docs_command.add_parser(commands)
+    explore_command.add_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
     return parser
 
 
@@ -166,6 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        status: int = handler(args)
+        return status
     # Imported here so that `svmdsl --help` and `svmdsl policies` stay fast.
     if args.command == "run":
         from dsl.runtime.cmd_run import run_command
