@@ -6,7 +6,6 @@ next_rip one byte too far, so an NRIPS CPU pushes a wrong return address for a r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -17,9 +16,9 @@ from dsl.engine.machine import Machine
 from dsl.engine.policies import POLICIES
 from dsl.engine.policies.kvm_6_0 import Kvm60
 from dsl.engine.vocab import PolicyName, Vector
+from dsl.explore.axes import AXES
 from dsl.explore.compare import Divergence
 from dsl.explore.counterexample import counterexamples, file_name, write
-from dsl.explore.axes import AXES
 from dsl.explore.findings import ClassKey, compare
 from dsl.explore.search import explore_exhaustive, explore_random
 from dsl.explore.space import Configuration, Space, applicable, parse_restriction
@@ -45,9 +44,8 @@ class OffByOneInto(Kvm60):
 
 
 @pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def planted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(POLICIES, KVM_6_0, OffByOneInto())
-    yield
 
 
 def _space(*restrictions: str) -> Space:
@@ -84,7 +82,7 @@ def test_the_real_kvm_6_0_agrees_with_architectural_in_the_small_space() -> None
 def test_exhaustive_mode_finds_the_planted_wrong_return_address() -> None:
     found = explore_exhaustive(_space(*SMALL), (KVM_6_0,))
     assert found.classes_of(KVM_6_0) == (Divergence.WRONG_RETURN_ADDRESS,)
-    ((key, tally),) = found.classes
+    ((_key, tally),) = found.classes
     assert tally.example == PLANTED_MINIMAL
 
 

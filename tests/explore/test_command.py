@@ -1,0 +1,56 @@
+"""`svmdsl explore` on the command line: usage errors, the table, the counterexample folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from dsl.explore.command import add_parser
+from dsl.explore.table import TABLE_BEGIN, TABLE_END
+
+SMALL = ["--axis", "source=instruction", "--axis", "mode=long64", "--axis", "protection=none", "--jobs", "1"]
+
+
+def explore(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="svmdsl")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["explore", *argv])
+    result: int = args.handler(args)
+    return result
+
+
+def test_an_unknown_axis_value_is_a_usage_error_naming_the_axis(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        explore(["--axis", "vectoring=sometimes"])
+    assert stopped.value.code == 2
+    assert "unknown value sometimes for vectoring; expected one or more of none, host" in capsys.readouterr().err
+
+
+def test_comparing_a_policy_with_itself_only_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert explore(["--policy", "kvm-6.0", "--against", "kvm-6.0"]) == 2
+    assert "no policy to compare" in capsys.readouterr().err
+
+
+def test_the_markdown_table_is_printed_between_markers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert explore([*SMALL, "--markdown", "--policy", "kvm-5.19"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(TABLE_BEGIN)
+    assert out.rstrip().endswith(TABLE_END)
+    assert "| kvm-5.19 | spurious #DB |" in out
+
+
+def test_output_writes_one_counterexample_per_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert explore([*SMALL, "--policy", "kvm-5.19", "--markdown", "-o", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    named = [line.split("|")[5].strip() for line in captured.out.splitlines() if line.startswith("| kvm-5.19 |")]
+    assert named
+    assert sorted(p.name for p in tmp_path.glob("*.svm")) == sorted(named)
+    assert f"counterexample(s) in {tmp_path}" in captured.err
+
+
+def test_policies_can_be_compared_with_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    """--against: what kvm-6.19 changed relative to kvm-6.6 (K-6.19-3: the opcode check)."""
+    assert explore([*SMALL, "--policy", "kvm-6.19", "--against", "kvm-6.6", "--axis", "source=userspace-unbacked"]) == 0
+    assert "compared with kvm-6.6" in capsys.readouterr().out

@@ -1,0 +1,72 @@
+"""The default exploration recorded in docs/exploration.md (copied into the README) stays true.
+
+The live run of kvm-5.19, kvm-6.0 and kvm-mainline against architectural must show exactly the divergence classes
+the table records for each policy; when a policy changes, regenerate the table with `svmdsl explore --markdown`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dsl.engine.vocab import PolicyName, policy_by_name
+from dsl.explore.command import DEFAULT_POLICIES
+from dsl.explore.compare import Divergence
+from dsl.explore.findings import Exploration
+from dsl.explore.search import explore_exhaustive
+from dsl.explore.space import Space
+from dsl.explore.table import TABLE_BEGIN, TABLE_END, TableError, read_markdown_classes, render_markdown
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "exploration.md"
+POLICIES = tuple(p for p in (policy_by_name(name) for name in DEFAULT_POLICIES) if p is not None)
+
+
+@pytest.fixture(scope="module")
+def live() -> Exploration:
+    return explore_exhaustive(Space.default(), POLICIES, jobs=min(2, os.cpu_count() or 1))
+
+
+def test_the_recorded_table_lists_every_default_policy() -> None:
+    recorded = read_markdown_classes(DOC.read_text(encoding="utf-8"))
+    assert tuple(recorded) == POLICIES
+
+
+def test_each_policy_shows_the_classes_the_recorded_table_lists(live: Exploration) -> None:
+    """Fails when a policy's divergence classes change without docs/exploration.md changing."""
+    recorded = read_markdown_classes(DOC.read_text(encoding="utf-8"))
+    live_classes = {policy: live.classes_of(policy) for policy in POLICIES}
+    assert live_classes == recorded, (
+        "the default exploration no longer matches docs/exploration.md; regenerate the table with "
+        "`svmdsl explore --markdown` and review the change:\n" + render_markdown(live)
+    )
+
+
+def test_the_default_exploration_runs_every_configuration(live: Exploration) -> None:
+    assert live.skipped == 0, live.refusals
+    assert live.explored == Space.default().size()
+
+
+def test_the_markdown_table_reads_back_as_the_classes_it_shows(live: Exploration) -> None:
+    text = render_markdown(live)
+    assert text.startswith(TABLE_BEGIN)
+    assert read_markdown_classes(text) == {policy: live.classes_of(policy) for policy in POLICIES}
+
+
+def test_a_table_with_an_unknown_class_is_an_error_naming_it() -> None:
+    text = f"{TABLE_BEGIN}\n| policy | divergence class |\n|---|---|\n| kvm-6.0 | lost parcel |\n{TABLE_END}\n"
+    with pytest.raises(TableError, match="unknown divergence class 'lost parcel'"):
+        read_markdown_classes(text)
+
+
+def test_a_document_without_markers_is_an_error() -> None:
+    with pytest.raises(TableError, match="no table between"):
+        read_markdown_classes("| kvm-6.0 | lost event |\n")
+
+
+def test_a_policy_without_divergences_is_recorded_as_none() -> None:
+    empty = Exploration((PolicyName.KVM_6_0,), PolicyName.ARCHITECTURAL, (), explored=3, skipped=0)
+    assert "| kvm-6.0 | none |" in render_markdown(empty)
+    assert read_markdown_classes(render_markdown(empty)) == {PolicyName.KVM_6_0: ()}
+    assert Divergence.LOST_EVENT.slug == "lost-event"
