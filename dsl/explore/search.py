@@ -46,8 +46,21 @@ def explore_exhaustive(
     advance: Advance | None = None,
 ) -> Exploration:
     """Every applicable configuration of `space` under every policy, compared with `reference`."""
+    return explore_configurations(space.configurations(), policies, reference, jobs=jobs, run=run, advance=advance)
+
+
+def explore_configurations(
+    configs: Iterable[Configuration],
+    policies: tuple[PolicyName, ...],
+    reference: PolicyName = PolicyName.ARCHITECTURAL,
+    *,
+    jobs: int = 1,
+    run: RunProgram = engine_run,
+    advance: Advance | None = None,
+) -> Exploration:
+    """`configs` under every policy, compared with `reference`: in this process, or chunked over `jobs` workers."""
     found = Tally()
-    chunks = _chunks(space.configurations(), CHUNK_SIZE)
+    chunks = _chunks(configs, CHUNK_SIZE)
     if jobs <= 1:
         for chunk in chunks:
             found = found.merge(tally(chunk, policies, reference, run))

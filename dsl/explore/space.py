@@ -72,10 +72,10 @@ class Configuration:
         return self.source in _INJECTED_SOURCES
 
     @property
-    def rank(self) -> tuple[int, tuple[int, ...]]:
-        """Smaller is simpler: how many axes leave their first value, then how far (the shrink order)."""
+    def rank(self) -> tuple[int, int, tuple[int, ...]]:
+        """Smaller is simpler: how many axes leave their first value, how far in all, then axis by axis."""
         ranks = tuple(axis.rank(self.value(axis.name)) for axis in AXES)
-        return (sum(1 for r in ranks if r) + sum(ranks), ranks)
+        return (sum(1 for r in ranks if r), sum(ranks), ranks)
 
     def describe(self) -> str:
         """The axes that differ from the simplest value, `name=value` (what a counterexample varies)."""
