@@ -59,7 +59,8 @@ def test_runs_are_deterministic() -> None:
 
 
 def test_every_observable_is_readable_and_described() -> None:
-    """Each Observable has a stable snake_case name, a description, and a value for any Result."""
+    """H-1: the observables are the VMCB fields (EVENTINJ, EXITINTINFO, next_rip …); each has a stable snake_case
+    name, a description, and a value for any Result."""
     result = execute_cut_short(INT3, KVM_6_0)
     for observable in Observable:
         assert observable.value == observable.value.lower()

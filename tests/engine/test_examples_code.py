@@ -245,7 +245,7 @@ def test_ex37_sev_requires_nrips_from_6_6(policy: PolicyName, outcome: Outcome, 
 @pytest.mark.parametrize("policy", REINJECTING)
 @pytest.mark.parametrize("protection", [Protection.SEV_ES, Protection.SEV_SNP])
 def test_ex38_sev_es_outcome_unspecified(policy: PolicyName, protection: Protection) -> None:
-    """EX-38, K-6.0-31: RQ; no decode; old = next = cached RIP; what the CPU pushes is unspecified [U]."""
+    """EX-38, K-6.0-31, K-6.6-5: RQ; no decode; old = next = cached RIP; what the CPU pushes is unspecified [U]."""
     result = _sev(policy, protection)
     assert obs(result, "requeued") is True
     assert not any(t.action.value == "decode" for t in result.trace)

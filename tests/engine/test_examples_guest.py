@@ -28,7 +28,7 @@ RFLAGS_OF = 0x202 | 0x800
 
 @pytest.mark.parametrize("nrips", [True, False])
 def test_ex01_kvm_5_19_retries_the_int3(nrips: bool) -> None:
-    """EX-01, K-5.19-14, K-5.19-21: not requeued; the guest re-executes INT3; #BP delivered natively, ret 0x1001."""
+    """EX-01, K-5.19-12, K-5.19-14, K-5.19-21: the completion does not requeue; the guest re-executes INT3."""
     result = execute_cut_short(INT3, KVM_5_19, nrips=nrips)
     assert obs(result, "exit_code") == 0x4E
     assert obs(result, "exit_int_info") == 0x80000303
@@ -43,7 +43,8 @@ def test_ex01_kvm_5_19_retries_the_int3(nrips: bool) -> None:
 
 @pytest.mark.parametrize("policy", REINJECTING)
 def test_ex01_nrips_look_ahead_skip_reinjects(policy: PolicyName) -> None:
-    """EX-01, K-6.0-5, K-6.0-6, K-6.0-14, K-6.0-18: look-ahead decode, RIP kept, nr 0x1001, #BP [reinjected]."""
+    """EX-01, K-6.0-5, K-6.0-6, K-6.0-14, K-6.0-17, K-6.0-18: look-ahead decode (the decoder clears the queue,
+    harmlessly), RIP kept, nr 0x1001, #BP [reinjected]."""
     result = execute_cut_short(INT3, policy, nrips=True)
     assert obs(result, "event_inj") == 0x80000303
     assert obs(result, "event_inj_err") == 0
@@ -81,7 +82,8 @@ def test_ex01_cpu_without_nrips_pushes_the_advanced_rip() -> None:
 
 @pytest.mark.parametrize("policy", REINJECTING)
 def test_ex02_second_exit_restuffs_next_rip(policy: PolicyName) -> None:
-    """EX-02, K-6.0-10, K-6.19-5: re-stuff nr 0x1001 and re-inject without decoding."""
+    """EX-02, K-5.19-18, K-6.0-10, K-6.0-13, K-6.19-5: re-stuff nr 0x1001; the requeued event goes first,
+    re-injected without decoding."""
     result = execute_cut_short(INT3, policy, faults=2)
     decodes = [t for t in result.trace if t.action.value == "decode"]
     assert len(decodes) == 1

@@ -216,7 +216,7 @@ def test_ex25_kvm_5_19_soft_interrupt_injected_as_intr_twice(nrips: bool) -> Non
 @pytest.mark.parametrize("policy", BEFORE_OPCODE_CHECK)
 @pytest.mark.parametrize("nrips", [True, False])
 def test_ex25_soft_interrupt_injected_as_soft(policy: PolicyName, nrips: bool) -> None:
-    """EX-25, K-6.0-7: inj 0x80000480 (SOFT), decode → next 0x3002, ret 0x3002."""
+    """EX-25, K-5.19-19, K-6.0-7: userspace sets interrupt.soft; inj 0x80000480 (SOFT), next 0x3002, ret 0x3002."""
     result = inject(soft_int(0x80), policy, code=b"\xcd\x80", at=0x3000, nrips=nrips)
     assert obs(result, "event_inj") == 0x80000480
     assert obs(result, "next_rip") == 0x3002

@@ -279,7 +279,7 @@ def test_h20_bp_intercept_saves_next_rip() -> None:
     ],
 )
 def test_h21_to_h27_trap_return_addresses(code: bytes, mode: CpuMode, vector: int, ret: int) -> None:
-    """H-21 … H-24, H-26, H-27: traps return after the instruction, prefixes included (15 bytes at most)."""
+    """H-21, H-22, H-23, H-24, H-26, H-27: traps return after the instruction, prefixes included (≤ 15 bytes)."""
     result = guest(code, (Execute(),), mode=mode, rflags=0x202 | 0x800)
     assert (obs(result, "delivered"), obs(result, "return_rip")) == (vector, ret)
 

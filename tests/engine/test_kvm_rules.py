@@ -56,7 +56,7 @@ INVALID_BYTES = b"\x0f\x04"  # not an instruction: KVM's decoder fails without a
 
 
 def test_k_5_19_1_cpu_without_nrips_forces_nrips_0() -> None:
-    """K-5.19-1: on a CPU without NRIPS the effective nrips is 0: the skip commits (RIP advanced)."""
+    """H-2, K-5.19-1: on a CPU without NRIPS the effective nrips is 0: the skip commits (RIP advanced)."""
     result = execute_cut_short(INT3, KVM_6_0, nrips=True, profile=HardwareProfile.AMD_NO_NRIPS)
     assert obs(result, "rip") == 0x1001
 

@@ -16,7 +16,9 @@ INT_NR = 0x20
 
 
 def soft_inject_test(policy: PolicyName, nrips: bool = True) -> Result:
-    """S-2 … S-15: the soft-interrupt run, each L1 VMRUN's delivery cut short by an L0 #NPF (S-7)."""
+    """S-2 … S-15: the soft-interrupt run, each L1 VMRUN's delivery cut short by an L0 #NPF (S-7; the second
+    through the untouched idt_alt page, S-3). Guest debug stays off (S-4, the default options); one bounded Run
+    stands for the alarm(2) watchdog (S-5)."""
     setup = Setup(
         rip=A,
         code=(L2_CODE,),
@@ -103,7 +105,8 @@ def test_s17_l1_to_l2_nmi_leaves_l1_nmi_state_alone(policy: PolicyName) -> None:
 
 
 def test_s20_kvm_5_19_nmi_masks_l1() -> None:
-    """S-20, K-5.19-23 [D]: the re-injected L1→L2 NMI marks L1 NMI-blocked (the run would hang)."""
+    """S-19, S-20, K-5.19-23 [D]: the re-injected L1→L2 NMI marks L1 NMI-blocked, so L1's own self-NMI (S-19)
+    stays blocked and the run would hang."""
     assert obs(nmi_test(KVM_5_19), "l1_nmi_masked") is True
 
 
