@@ -219,7 +219,7 @@ def test_ex36_sev_bogus_ud(policy: PolicyName) -> None:
 
 @pytest.mark.parametrize("policy", REINJECTING[2:])
 def test_ex36_sev_skip_fails(policy: PolicyName) -> None:
-    """EX-36, K-6.6-1: #BP dropped, no #UD; the guest re-executes INT3 and receives #BP natively (frame 0x1001)."""
+    """EX-36, K-6.6-1, K-6.6-2: UNHANDLEABLE: #BP dropped, no #UD; the guest re-executes INT3 (frame 0x1001)."""
     result = _sev(policy)
     assert obs(result, "pending_exception") is None
     assert obs(result, "event_inj") == 0

@@ -467,7 +467,8 @@ def test_ex17_int3_in_an_sti_shadow(policy: PolicyName, nrips: bool, shadow: boo
 
 @pytest.mark.parametrize("policy", [KVM_5_19, *REINJECTING])
 def test_ex18_hardware_pf_requeued_with_its_error_code(policy: PolicyName) -> None:
-    """EX-18, K-5.19-14, K-6.0-9, K-6.0-18 (error code printed iff valid): a guest #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2."""
+    """EX-18, K-5.19-14, K-6.0-9, K-6.0-18: a #PF (err 0x2) cut short by #NPF is re-injected 0x80000b0e, err 0x2;
+    the tracepoint prints the error code because it is valid (21d4c575eb4a)."""
     from dsl.engine import Event, Program, Run, Setup, run
     from dsl.engine.vocab import EventType
 
