@@ -46,7 +46,9 @@ def scenarios() -> tuple[tuple[str, Program], ...]:
         ),
         (
             "EX-21 kvm-5.19",
-            Program(int3, (ExitFor(ExitCode.NPF), Inject(InjectionSource.USERSPACE, bp), Run()), policy=PolicyName.KVM_5_19),
+            Program(
+                int3, (ExitFor(ExitCode.NPF), Inject(InjectionSource.USERSPACE, bp), Run()), policy=PolicyName.KVM_5_19
+            ),
         ),
         (
             "EX-39 kvm-7.1",
