@@ -6,6 +6,7 @@ parsed once, and an edited file is parsed again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -46,6 +47,12 @@ class _Stamp:
 _CACHE: dict[Path, tuple[_Stamp, LoadedFile]] = {}
 
 
+@functools.lru_cache(maxsize=4096)
+def _resolved(path: Path) -> Path:
+    """`path.resolve()` of an absolute path, remembered: resolving walks every component, and every case asks."""
+    return path.resolve()
+
+
 def display_path(path: Path) -> str:
     """`path` relative to the working directory when it lies below it (as pytest shows node ids), else absolute."""
     absolute = path.resolve()
@@ -62,7 +69,7 @@ def load(path: Path | str) -> LoadedFile:
     Files it includes are read again only when the including file changes (one process sees one library).
     """
     path = Path(path)
-    key = path.resolve()
+    key = _resolved(path if path.is_absolute() else Path.cwd() / path)
     try:
         stat = key.stat()
     except OSError as problem:

@@ -7,6 +7,7 @@ and the documentation call, so every path gives the same verdict for the same ca
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import attrs
 from dsl.compiler.lower import Case, Check, Comparison, Probe
 from dsl.engine import EngineError, Result, run
 from dsl.engine.result import Observed, TraceEntry
-from dsl.engine.vocab import HardwareProfile, Observable, policy_by_name
+from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name
 from dsl.errors import make_diagnostic
 from dsl.runtime.loader import LoadedFile, load
 from dsl.runtime.values import contains, same, show
@@ -49,7 +50,7 @@ def run_case(
 def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -> Case | str:
     """The case named by (scenario, policy, row) in a loaded file, or a message saying what is there instead."""
     assert loaded.lowered is not None
-    named = policy_by_name(policy)
+    named = _policy(policy)
     if named is not None and (found := loaded.index.get((scenario, named, row))) is not None:
         return found
     scenarios = {s.name: s for s in loaded.lowered.scenarios}
@@ -65,6 +66,11 @@ def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -
     what = f"policy {policy!r}" + (f", row {row}" if row is not None else "")
     extra = f" (rows 1-{rows[-1]})" if rows else ""
     return f"{loaded.display}: scenario {scenario!r} has no case for {what}; its policies: {', '.join(offered)}{extra}"
+
+
+@functools.cache
+def _policy(name: str) -> PolicyName | None:
+    return policy_by_name(name)
 
 
 def execute(case: Case, loaded: LoadedFile, *, profile: HardwareProfile | None = None) -> CaseResult:
