@@ -187,10 +187,13 @@ class Event:
 
 @attrs.frozen
 class Execute:
-    """The guest executes the instruction at RIP on the CPU (entering the guest first if L0 is outside it).
+    """One guest action, `count` times: the guest executes the instruction at RIP on the CPU.
 
-    INT3/INTO/INT n/ICEBP raise their events; DR7 code breakpoints, RF, TF and the interrupt shadow apply; an
-    intercepted instruction (OUT, CPUID, HLT, VMMCALL …) exits with `next_rip` set and is handled by L0 or L1.
+    If L0 is outside the guest it enters first (injection, VMRUN, delivery); when that entry delivered an event or
+    ended in an exit, that is the action. Inside an event handler the action is the handler's return (IRET: handlers
+    have no code of their own). INT3/INTO/INT n/ICEBP raise their events; DR7 code breakpoints, RF, TF and the
+    interrupt shadow apply; an intercepted instruction (OUT, CPUID, HLT, VMMCALL …) exits with `next_rip` set and is
+    handled by L0, or by L1 when L1 intercepts it.
     """
 
     count: int = 1
@@ -289,7 +292,14 @@ DEFAULT_MAX_ENTRIES = 16
 
 @attrs.frozen
 class Run:
-    """Re-enter (and let the guest execute) until the subject event is settled, at most `max_entries` times."""
+    """Re-enter and let the guest run until the subject event is settled, at most `max_entries` entries.
+
+    The subject is the first event a guest instruction raised, or the latest one injected. Settled: the guest is
+    no longer about to (re-)execute the subject's instruction — so a retry or a duplicate delivery is still seen.
+    Run also stops when L1 must act (an exit reflected to it), when userspace must act (KVM_EXIT_DEBUG), or on an
+    anomaly (host BUG, VMEXIT_INVALID, emulation error, shutdown). Without a subject it executes the scenario's
+    own code and stops at bytes the scenario did not write.
+    """
 
     max_entries: int = DEFAULT_MAX_ENTRIES
 
