@@ -180,13 +180,13 @@ def test_an_executed_instruction_that_is_not_at_rip_is_an_error_at_its_line() ->
 scenario "mismatch":
   source "test"
   policies kvm-6.0
-  code at 0x1000: into
+  code at 0x1000: hlt
   guest executes int3
 """
     with pytest.raises(SvmError) as raised:
         lower_file(text, "mismatch.svm")
     assert raised.value.loc.line == 5
-    assert "not this instruction" in raised.value.render()
+    assert "guest executes int3" in raised.value.render()
 
 
 def test_problems_are_reported_for_every_scenario_not_only_the_first() -> None:
@@ -194,7 +194,7 @@ def test_problems_are_reported_for_every_scenario_not_only_the_first() -> None:
 scenario "first":
   source "test"
   policies kvm-6.0
-  code at 0x1000: into
+  code at 0x1000: hlt
   guest executes int3
 
 scenario "second":
