@@ -98,6 +98,9 @@ def applicable(config: Configuration) -> bool:
         return False
     if config.profile != _NRIPS_PROFILE and not at_first("nrips"):
         return False  # a CPU without NRIPS forces the effective nrips to 0 (K-5.19-1): one value suffices
+    effective_nrips = config.profile == _NRIPS_PROFILE and config.nrips == "1"
+    if config.nested and config.l1_nrips == axes.YES and not effective_nrips:
+        return False  # L1 is offered NRIPS only when L0's effective nrips is 1 (K-5.19-3, EX-39)
     cut_short = config.vectoring != axes.VECTORING_NONE
     if not cut_short and config.second_exit in (axes.SECOND_SAME, axes.SECOND_INTR):
         return False  # "again" and "after" need a first exit
