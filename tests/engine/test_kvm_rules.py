@@ -25,6 +25,7 @@ from dsl.engine.vocab import (
     KVM_RELEASES,
     CpuMode,
     EventType,
+    Evidence,
     ExitCode,
     FaultKind,
     HardwareProfile,
@@ -158,7 +159,7 @@ def test_k_6_0_23_l1_without_nrips(nrips: bool) -> None:
     result = run(Program(setup, steps, policy=KVM_6_0, options=options(nrips=nrips)))
     assert (result.vmruns[0].soft_int.old_rip, result.vmruns[0].soft_int.next_rip) == (0x2002, 0x2002)
     assert obs(result, "return_rip") == (0x2002 if nrips else 0x2003)
-    assert obs(result, "evidence").name == "DERIVED"  # type: ignore[union-attr]
+    assert obs(result, "evidence") is Evidence.DERIVED
 
 
 @pytest.mark.parametrize("policy", REINJECTING)
