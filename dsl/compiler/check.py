@@ -16,6 +16,16 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from dsl.compiler.assemble import MNEMONICS, AssembleError, assemble
+from dsl.compiler.check_scenario import (
+    DEFAULT_RIP,
+    check_consistency,
+    is_nesting,
+    last_mode,
+    last_rip,
+    policies_of,
+    setting_key,
+    setting_label,
+)
 from dsl.engine.vocab import CpuMode, PolicyName, policy_by_name
 from dsl.errors import Diagnostic, Loc, Severity, SvmCheckError, make_diagnostic, sort_diagnostics
 from dsl.syntax import ast, vocabulary
@@ -28,8 +38,6 @@ LINEAR_BITS_LEGACY = 32
 MAX_PRIVILEGE = 3
 VECTOR_BITS = 8
 WORD_BITS = 64
-#: Where the examples put the instruction under test when a scenario gives no `rip` (examples.md).
-DEFAULT_RIP = 0x1000
 
 
 def load(path: str | os.PathLike[str]) -> ast.SvmFile:
@@ -177,7 +185,7 @@ class _Checker:
         """A single-valued setting given twice in one block with different values is a contradiction."""
         seen: dict[object, ast.Setting] = {}
         for statement in statements:
-            key = _setting_key(statement)
+            key = setting_key(statement)
             if key is None:
                 continue
             assert isinstance(statement, ast.SETTING_TYPES)
@@ -185,7 +193,7 @@ class _Checker:
             if first is not None and first != statement:
                 self.error(
                     statement.loc,
-                    f"{_setting_label(key)} is set twice with different values",
+                    f"{setting_label(key)} is set twice with different values",
                     hint=f"the other value is at line {first.loc.line}; a scenario may override its background, "
                     "but one block states each setting once",
                 )
@@ -193,13 +201,13 @@ class _Checker:
 
     def block(self, shared: tuple[ast.Setting, ...], own: tuple[ast.Statement, ...]) -> None:
         statements = (*shared, *own)
-        mode = _last_mode(statements)
-        policies = _policies(statements)
-        nested = any(_is_nesting(s) for s in statements)
-        self.rip_at_start = _last_rip(statements)
+        mode = last_mode(statements)
+        policies = policies_of(statements)
+        nested = any(is_nesting(s) for s in statements)
+        self.rip_at_start = last_rip(statements)
         for statement in statements:
             self.statement(statement, mode, policies, nested)
-        self.consistency(statements, mode, policies)
+        check_consistency(self, statements, mode, policies)
 
     def statement(self, s: ast.Statement, mode: CpuMode, policies: tuple[PolicyName, ...] | None, nested: bool) -> None:
         match s:
@@ -379,122 +387,6 @@ class _Checker:
                     self.name(value, "outcome", vocabulary.OUTCOMES)
                 if observable.text == "evidence" and isinstance(value, ast.Name):
                     self.name(value, "evidence tag", vocabulary.EVIDENCE)
-
-    # --- whole-scenario consistency ---------------------------------------------------------------------------
-
-    def consistency(
-        self, statements: Sequence[ast.Statement], mode: CpuMode, policies: tuple[PolicyName, ...] | None
-    ) -> None:
-        settings = {type(s): s for s in statements if isinstance(s, ast.SETTING_TYPES)}
-        nrips = settings.get(ast.NripsSetting)
-        protection = settings.get(ast.ProtectionSetting)
-        profile = settings.get(ast.ProfileSetting)
-        variant = settings.get(ast.VariantSetting)
-        nrips_off = isinstance(nrips, ast.NripsSetting) and not nrips.enabled
-        nrips_on = isinstance(nrips, ast.NripsSetting) and nrips.enabled
-        if isinstance(protection, ast.ProtectionSetting) and protection.protection.text != "none" and nrips_off:
-            self.warn(
-                protection.loc,
-                f"{protection.protection.text} with nrips 0: kvm-6.6 and later refuse to create the VM "
-                "(K-6.6-4, EX-37)",
-            )
-        if isinstance(profile, ast.ProfileSetting) and profile.profile.text == "amd-no-nrips" and nrips_on:
-            assert nrips is not None
-            self.warn(nrips.loc, "nrips 1 on a CPU without NRIPS: the effective value is 0 (K-5.19-1)")
-        if isinstance(variant, ast.VariantSetting) and policies is not None and PolicyName.KVM_6_0 not in policies:
-            self.error(
-                variant.loc, f"variant {variant.variant.text} is a variant of kvm-6.0, which this scenario does not run"
-            )
-        self.code_overlaps(statements, mode)
-
-    def code_overlaps(self, statements: Sequence[ast.Statement], mode: CpuMode) -> None:
-        placed: list[tuple[int, int, ast.CodeSetting]] = []
-        for s in statements:
-            if not isinstance(s, ast.CodeSetting):
-                continue
-            try:
-                size = len(assemble(s.code, s.address, mode))
-            except AssembleError:
-                continue
-            for start, end, other in placed:
-                if s.address < end and start < s.address + size and other != s:
-                    self.error(
-                        s.loc,
-                        f"code at {s.address:#x} overlaps the code at {start:#x} (line {other.loc.line})",
-                        hint="use `code at … modified to …` for code that changes during the scenario",
-                    )
-            placed.append((s.address, s.address + size, s))
-
-
-def _setting_key(statement: ast.Statement) -> object | None:
-    match statement:
-        case ast.VmcbFieldSetting(vmcb=vmcb, field=field):
-            return (ast.VmcbFieldSetting, vmcb, field.text)
-        case ast.L1FeatureSetting(feature=feature):
-            return (ast.L1FeatureSetting, feature.text)
-        case (
-            ast.ProfileSetting() | ast.PoliciesSetting() | ast.NripsSetting() | ast.PagingSetting()
-            | ast.ProtectionSetting() | ast.VariantSetting() | ast.ReadingSetting() | ast.GuestDebugSetting()
-            | ast.ModeSetting() | ast.CsBaseSetting() | ast.RipSetting() | ast.RflagsSetting()
-            | ast.InterruptShadowSetting() | ast.CplSetting() | ast.GifSetting()
-        ):  # fmt: skip
-            return type(statement)
-    return None
-
-
-_LABELS = {
-    ast.ProfileSetting: "profile",
-    ast.PoliciesSetting: "policies",
-    ast.NripsSetting: "nrips",
-    ast.PagingSetting: "paging",
-    ast.ProtectionSetting: "protection",
-    ast.VariantSetting: "variant",
-    ast.ReadingSetting: "int-n reading",
-    ast.GuestDebugSetting: "guest debug",
-    ast.ModeSetting: "mode",
-    ast.CsBaseSetting: "cs base",
-    ast.RipSetting: "rip",
-    ast.RflagsSetting: "rflags",
-    ast.InterruptShadowSetting: "interrupt shadow",
-    ast.CplSetting: "cpl",
-    ast.GifSetting: "gif",
-}
-
-
-def _setting_label(key: object) -> str:
-    if isinstance(key, tuple):
-        if key[0] is ast.VmcbFieldSetting:
-            return f"{key[1].value} {key[2]}"
-        return f"l1 {key[1]}"
-    return _LABELS.get(key, "this setting")  # type: ignore[call-overload, no-any-return]
-
-
-def _last_mode(statements: Sequence[ast.Statement]) -> CpuMode:
-    mode = CpuMode.LONG_64  # the examples' default (examples.md § Conventions)
-    for s in statements:
-        if isinstance(s, ast.ModeSetting) and s.mode.text in vocabulary.MODES:
-            mode = CpuMode(s.mode.text)
-    return mode
-
-
-def _policies(statements: Sequence[ast.Statement]) -> tuple[PolicyName, ...] | None:
-    chosen: tuple[PolicyName, ...] | None = None
-    for s in statements:
-        if isinstance(s, ast.PoliciesSetting):
-            chosen = tuple(p for p in (policy_by_name(n.text) for n in s.policies) if p is not None)
-    return chosen
-
-
-def _last_rip(statements: Sequence[ast.Statement]) -> int:
-    rips = [s.rip for s in statements if isinstance(s, ast.RipSetting)]
-    return rips[-1] if rips else DEFAULT_RIP
-
-
-def _is_nesting(statement: ast.Statement) -> bool:
-    """Set-up that only makes sense with an L1: `l1 …` lines and vmcb12 / vmcb02 fields."""
-    if isinstance(statement, ast.VmcbFieldSetting):
-        return statement.vmcb is not ast.Vmcb.VMCB
-    return isinstance(statement, ast.L1FeatureSetting | ast.L1InterceptSetting)
 
 
 _INT_WITHOUT_SPACE = re.compile(r"int(0x[0-9a-f]+|[0-9]+)")

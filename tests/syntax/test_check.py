@@ -154,3 +154,24 @@ def test_check_file_raises_one_error_with_every_problem() -> None:
 def test_check_file_returns_warnings_when_there_is_no_error() -> None:
     warnings = check_file(parse_text(scenario("profile amd-no-nrips", "nrips 1")))
     assert [w.severity for w in warnings] == [Severity.WARNING]
+
+
+def test_the_executed_instruction_must_be_the_one_at_rip() -> None:
+    (found,) = diagnostics(scenario("code at 0x1000: int3", "guest executes into"))
+    assert found.message == "guest executes into, but the code at 0x1000 is int3 (line 2)"
+    assert diagnostics(scenario("code at 0x1000: int3", "guest executes int3")) == []
+
+
+def test_the_executed_instruction_is_found_at_cs_base_plus_rip_outside_64_bit_mode() -> None:
+    """H-31: the linear RIP is CS.base + RIP except in 64-bit mode."""
+    setup = ("mode protected32", "cs base 0x10000", "code at 0x11000: int3")
+    assert diagnostics(scenario(*setup, "guest executes int3")) == []
+    (found,) = diagnostics(scenario(*setup, "guest executes nop"))
+    assert "the code at 0x11000 is int3" in found.message
+
+
+def test_into_in_64_bit_mode_is_noted() -> None:
+    """INTO raises #UD in 64-bit mode: legal to write, worth a warning."""
+    (found,) = diagnostics(scenario("mode long64", "code at 0x1000: into"))
+    assert found.severity is Severity.WARNING
+    assert diagnostics(scenario("mode protected32", "code at 0x1000: into")) == []
