@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from pathlib import Path
 
 import attrs
@@ -15,6 +16,10 @@ import attrs
 from dsl.compiler.lower import Case, LoweredFile, lower_file
 from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError
+
+
+#: Set to any value to let internal errors raise with their traceback.
+DEBUG_VARIABLE = "SVMDSL_DEBUG"
 
 
 @attrs.frozen
@@ -102,6 +107,13 @@ def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
     try:
         lowered = lower_file(text, display)
     except SvmError as error:
+        return LoadedFile(path, display, text, digest, None, error)
+    except Exception as bug:  # a defect in svmdsl must cost this file, not the whole run
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        message = f"internal error while reading this file: {type(bug).__name__}: {bug}"
+        hint = f"this is a bug in svmdsl; set {DEBUG_VARIABLE}=1 to see the traceback"
+        error = SvmError.single(text, Loc(display, 1, 1), message, hint=hint)
         return LoadedFile(path, display, text, digest, None, error)
     return LoadedFile(path, display, text, digest, lowered, None)
 

@@ -129,3 +129,19 @@ def test_progress_is_drawn_only_on_a_terminal() -> None:
     for _ in range(STEPS):
         progress.advance()
     assert f"run [{STEPS}/{STEPS}]" in shown.getvalue()
+
+
+def test_a_defect_while_lowering_costs_one_file_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception in the pipeline becomes that file's error (no traceback unless SVMDSL_DEBUG)."""
+    import dsl.runtime.loader as loader
+
+    def broken(text: str, file: str) -> None:
+        raise KeyError("oops")
+
+    monkeypatch.delenv("SVMDSL_DEBUG", raising=False)
+    monkeypatch.setattr(loader, "lower_file", broken)
+    shutil.copy(FIXTURES / "held.svm", tmp_path / "held.svm")
+    loaded = load(tmp_path / "held.svm")
+    assert loaded.error is not None
+    assert "internal error while reading this file: KeyError" in loaded.error.render()
+    clear_cache()
