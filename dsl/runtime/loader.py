@@ -17,7 +17,6 @@ from dsl.compiler.lower import Case, LoweredFile, lower_file
 from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError
 
-
 #: Set to any value to let internal errors raise with their traceback.
 DEBUG_VARIABLE = "SVMDSL_DEBUG"
 
@@ -113,8 +112,8 @@ def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
             raise
         message = f"internal error while reading this file: {type(bug).__name__}: {bug}"
         hint = f"this is a bug in svmdsl; set {DEBUG_VARIABLE}=1 to see the traceback"
-        error = SvmError.single(text, Loc(display, 1, 1), message, hint=hint)
-        return LoadedFile(path, display, text, digest, None, error)
+        internal = SvmError.single(text, Loc(display, 1, 1), message, hint=hint)
+        return LoadedFile(path, display, text, digest, None, internal)
     return LoadedFile(path, display, text, digest, lowered, None)
 
 
