@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dsl.engine import CodeBytes, Execute, IdtGate, Inject, L1Vmrun, PolicyOptions, Program, Result, Run, Setup, run
-from dsl.engine.policies import register
-from dsl.engine.policies.bhyve import Bhyve
 from dsl.engine.program import Step
 from dsl.engine.vocab import (
     CpuMode,
@@ -22,8 +20,6 @@ from dsl.engine.vocab import (
 )
 
 from .builders import BP, INT3, INTO, execute_cut_short, inject, nesting, obs, options, soft_int
-
-register(Bhyve())
 
 BHYVE = PolicyName.BHYVE
 NPT = options(npt=True)

@@ -6,14 +6,11 @@ from __future__ import annotations
 import pytest
 
 from dsl.engine import CancelEntry, CodeBytes, Execute, IdtGate, L1Vmrun, Program, Result, Run, SaveRestore, Setup, run
-from dsl.engine.policies import register
-from dsl.engine.policies.virtualbox import VirtualBox, is_exception_exit
+from dsl.engine.policies.virtualbox import is_exception_exit
 from dsl.engine.program import Step
 from dsl.engine.vocab import CpuMode, Evidence, ExitCode, FaultKind, HardwareProfile, Level, Outcome, PolicyName, Vector
 
 from .builders import BP, INT3, INTO, cut_short, execute_cut_short, inject, nesting, obs, options
-
-register(VirtualBox())
 
 VBOX = PolicyName.VIRTUALBOX
 NO_NRIPS = HardwareProfile.AMD_NO_NRIPS

@@ -24,7 +24,6 @@ from dsl.engine import (
 )
 from dsl.engine.cpu import Exit, vmrun
 from dsl.engine.machine import Machine
-from dsl.engine.policies import register
 from dsl.engine.policies.xen import Xen, needs_reinjection
 from dsl.engine.program import Step
 from dsl.engine.runner import build
@@ -44,8 +43,6 @@ from dsl.engine.vocab import (
 )
 
 from .builders import BP, INT3, INTO, cut_short, execute_cut_short, nesting, obs, options, soft_int
-
-register(Xen())
 
 XEN = PolicyName.XEN
 NO_NRIPS = HardwareProfile.AMD_NO_NRIPS
