@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from _pytest._code.code import TerminalRepr, TracebackStyle
 
-from dsl.compiler.generate import marker_name, slug
+from dsl.compiler.generate import PENDING_TAG, marker_name, slug
 from dsl.runtime.discover import SCENARIO_SUFFIX
 from dsl.runtime.loader import load
 from dsl.runtime.runner import run_case
+from dsl.runtime.suite import PENDING
 from dsl.runtime.verdict import CaseResult, Verdict
 
 SVM_PATHS_INI = "svm_paths"
@@ -112,6 +113,8 @@ class SvmFile(pytest.File):
                 )
                 for tag in case.tags:
                     item.add_marker(_registered_marker(self.config, tag))
+                if PENDING_TAG in case.tags:  # the same as the generated modules do
+                    item.add_marker(PENDING)
                 item.extra_keyword_matches.update((case.scenario, case.display_title))
                 yield item
 

@@ -13,8 +13,12 @@ from pathlib import Path
 import attrs
 import pytest
 
+from dsl.compiler.generate import PENDING_REASON
 from dsl.runtime.runner import run_case
 from dsl.runtime.verdict import CaseResult, Verdict
+
+#: How a case of an `@pending` scenario is marked, here and by the direct-collection plugin.
+PENDING = pytest.mark.xfail(reason=PENDING_REASON, strict=False)
 
 
 @attrs.frozen

@@ -172,3 +172,11 @@ def test_conftest_registers_every_marker_and_compiles() -> None:
     exec(compile(source, "<conftest>", "exec"), namespace)
     assert namespace["TAG_MARKERS"] == ("nested", "seed")
     assert "TAG_MARKERS: tuple[str, ...] = ()" in render_conftest(())
+
+
+def test_pending_scenarios_are_xfail_not_strict_like_under_direct_collection() -> None:
+    """A `@pending` scenario (a known gap) is marked with the runtime's PENDING marker: xfail, not strict."""
+    source = render_module(_module("gap", tags=("pending",)))
+    assert "from dsl.runtime.suite import PENDING, SvmSource" in source
+    assert "@PENDING\ndef test_gap__kvm_6_0() -> None:" in source
+    assert "PENDING" not in render_module(_module("no gap"))
