@@ -19,7 +19,7 @@ from lark import Lark, Token
 
 from dsl.errors import NO_FILE, Loc
 from dsl.syntax.grammar import grammar_text
-from dsl.syntax.transform import AstBuilder
+from dsl.syntax.transform_sentences import AstBuilder
 
 #: Terminals that carry a value; every other token (keywords, punctuation, newlines) is dropped.
 VALUE_TERMINALS = frozenset(
