@@ -72,6 +72,9 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
         'scenario "t":\n  under kvm-6.0: rip 0x1000\n',
         'scenario "t":\n  under kvm-6.0: guest executes int3\n',
     ],
+    "under <policies>: takes its expectations on the same line": [
+        'scenario "t":\n  under kvm-6.0:\n    expect retry\n',
+    ],
     "under names policies, then ':'": [
         'scenario "t":\n  under kvm-6.0 expect retry\n',
         'scenario "t":\n  under: expect retry\n',

@@ -110,7 +110,7 @@ def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> 
     line, column = _position(error, source)
     label = _match_label(error)
     found = _found(error, source)
-    message = f"{label} (found {found})" if label else f"unexpected {found}"
+    message = f"{label} (found {found})" if label else "unexpected " + found.removeprefix("the ")
     return make_diagnostic(source, Loc(filename, line, column), message, expected=describe_expected(expected, lark))
 
 

@@ -112,11 +112,6 @@ def _reason(error: Exception) -> str:
     return error.strerror or type(error).__name__ if isinstance(error, OSError) else str(error)
 
 
-def ast_loc_of_file(filename: str) -> Loc:
-    """The location used for problems with a whole file (line 1, column 1)."""
-    return Loc(filename, 1, 1)
-
-
 def _parse_blocks(text: str, filename: str, diagnostics: list[Diagnostic]) -> ast.SvmFile:
     """The whole file at once; on failure, block by block so every broken block gets its own diagnostic."""
     try:
