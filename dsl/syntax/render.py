@@ -5,12 +5,15 @@ from __future__ import annotations
 from dsl.syntax import ast, vocabulary
 from dsl.syntax.transform import quote
 
-#: Values written in decimal (counts and small enumerations); everything else is written in hex.
 _HEX_PREFIX = "0x"
+#: Numbers below this read the same in decimal and hex, so they are written without `0x`.
+DECIMAL_BELOW = 10
 
 
 def hex_number(value: int) -> str:
-    """`0x1000`, `-0x1` (lower-case digits)."""
+    """`0x1000`, `-0x20`; numbers below ten, the same in both bases, stay short: `0`, `3`, `-1`."""
+    if -DECIMAL_BELOW < value < DECIMAL_BELOW:
+        return str(value)
     return f"-{_HEX_PREFIX}{-value:x}" if value < 0 else f"{_HEX_PREFIX}{value:x}"
 
 
@@ -173,7 +176,8 @@ def expectation(e: ast.Expectation) -> str:
             return "expect spurious #DB" if present else "expect no spurious #DB"
     assert isinstance(e, ast.FieldExpectation)
     pick = "" if e.pick is None else f"[{e.pick.text if isinstance(e.pick, ast.Name) else e.pick}]"
-    return f"expect {e.observable.text}{pick} {e.comparison.value} {value(e.value)}"
+    shown = str(e.value) if e.observable.text in vocabulary.COUNTS and type(e.value) is int else value(e.value)
+    return f"expect {e.observable.text}{pick} {e.comparison.value} {shown}"
 
 
 def statement(s: ast.Statement) -> str:

@@ -40,6 +40,9 @@ OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 EVIDENCE: tuple[str, ...] = tuple(e.value for e in Evidence)
 PICKS: tuple[str, ...] = tuple(p.value for p in Pick)
 
+#: Observables that count things: the formatter writes their values in decimal.
+COUNTS: tuple[str, ...] = ("delivery_count", "debug_exits", "emulation_failures", "int3_injected")
+
 #: `variant …`: the seed series as first committed (K-6.0-20 variant, EX-42); a kvm-6.0 option.
 VARIANTS: tuple[str, ...] = ("seed-as-committed",)
 #: `guest debug …`: KVM_GUESTDBG_USE_SW_BP (K-5.19-20), or off (the default).
