@@ -22,6 +22,7 @@ def to_json(report: RunReport) -> dict[str, Any]:
             "held": report.count(Verdict.HELD),
             "failed": report.count(Verdict.FAILED),
             "error": report.count(Verdict.ERROR),
+            "pending": report.pending_count,
             "file_errors": len(report.file_errors),
             "topics": report.scenarios_per_topic(),
             "policies": {
@@ -30,6 +31,7 @@ def to_json(report: RunReport) -> dict[str, Any]:
                     "held": tally.held,
                     "failed": tally.failed,
                     "error": tally.error,
+                    "pending": tally.pending,
                     "divergences_from_architectural": tally.divergences,
                 }
                 for policy, tally in report.per_policy().items()
@@ -53,6 +55,7 @@ def _case(entry: Entry) -> dict[str, Any]:
         "topic": entry.topic,
         "tags": list(result.tags),
         "verdict": result.verdict.value,
+        "pending": entry.pending,
         "checks": result.checks,
         "outcome": result.outcome,
         "confirmed": result.confirmed,

@@ -1,5 +1,8 @@
 """Run every case under some paths: the report behind `svmdsl run` (text and JSON) and the documentation.
 
+A case of a scenario tagged `@pending` (a known gap of the engine or the language) that does not hold is
+*pending*: reported apart, and it does not fail the run (as xfail does under pytest).
+
 A case *diverges from architectural* when its scenario also runs under `architectural` (same row and profile)
 and the two runs differ in what the guest sees: the outcome class, the first delivered vector, its return
 address, how many times the subject event was delivered, or a spurious #DB.
@@ -15,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 
+from dsl.compiler.generate import PENDING_TAG
 from dsl.engine.result import Result
 from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name
 from dsl.runtime.discover import ScenarioFile, scenario_files
@@ -42,6 +46,16 @@ class Entry:
     diverges: bool | None = None  # None: no architectural run to compare with
     visible: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)  # see GUEST_VISIBLE
 
+    @property
+    def pending(self) -> bool:
+        """A case of a `@pending` scenario that did not hold: a known gap, not a failure of the run."""
+        return PENDING_TAG in self.result.tags and self.result.verdict is not Verdict.HELD
+
+    @property
+    def verdict_word(self) -> str:
+        """`held`, `failed`, `error`, or `pending`."""
+        return "pending" if self.pending else self.result.verdict.value
+
 
 @attrs.frozen
 class FileError:
@@ -60,6 +74,7 @@ class PolicyTally:
     held: int = 0
     failed: int = 0
     error: int = 0
+    pending: int = 0
     divergences: int = 0
 
 
@@ -73,11 +88,16 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """True only if every file loaded and every case held."""
-        return not self.file_errors and all(e.result.verdict is Verdict.HELD for e in self.entries)
+        """True only if every file loaded and every case held (or is pending: a known gap)."""
+        return not self.file_errors and all(e.result.verdict is Verdict.HELD or e.pending for e in self.entries)
 
     def count(self, verdict: Verdict) -> int:
-        return sum(1 for e in self.entries if e.result.verdict is verdict)
+        """Cases with this verdict, pending ones left out (see `pending_count`)."""
+        return sum(1 for e in self.entries if e.result.verdict is verdict and not e.pending)
+
+    @property
+    def pending_count(self) -> int:
+        return sum(1 for e in self.entries if e.pending)
 
     def scenarios_per_topic(self) -> dict[str, int]:
         """Distinct scenarios (outline rows counted) per topic, topics sorted."""
@@ -92,11 +112,13 @@ class RunReport:
         for entry in self.entries:
             tally = tallies.get(entry.result.key.policy, PolicyTally())
             verdict = entry.result.verdict
+            counted = not entry.pending
             tallies[entry.result.key.policy] = PolicyTally(
                 cases=tally.cases + 1,
                 held=tally.held + (verdict is Verdict.HELD),
-                failed=tally.failed + (verdict is Verdict.FAILED),
-                error=tally.error + (verdict is Verdict.ERROR),
+                failed=tally.failed + (counted and verdict is Verdict.FAILED),
+                error=tally.error + (counted and verdict is Verdict.ERROR),
+                pending=tally.pending + entry.pending,
                 divergences=tally.divergences + bool(entry.diverges),
             )
         return dict(sorted(tallies.items(), key=lambda item: order.get(item[0], len(order))))
