@@ -159,25 +159,35 @@ class _Checker:
         examples = outline.examples
         if not examples.rows:
             self.error(examples.loc, "an examples table needs at least one row after its header")
-        used = {name for line in outline.template for name, _ in placeholders(line.text)}
-        used |= {name for name, _ in placeholders(outline.title)}
+        texts = [line.text for line in outline.template] + [outline.title, *outline.sources, outline.description or ""]
+        used = {name for text in texts for name, _ in placeholders(text)}
         for column in examples.columns:
             if column not in used:
                 self.error(examples.loc, f"column '{column}' is not used by any <{column}> placeholder")
+        row_dependent = {line.loc.line for line in outline.template if placeholders(line.text)}
+        seen: set[tuple[Loc, str]] = set()
         for scenario in outline.scenarios:
             before = len(self.diagnostics)
             self.duplicates(scenario.statements)
             self.block(shared, scenario.statements)
             if scenario.example is not None:
-                self.name_row(before, scenario.example)
+                self.name_row(before, scenario.example, row_dependent, seen)
 
-    def name_row(self, since: int, row: ast.ExampleRow) -> None:
-        """Say which examples row a problem found in an outline's expansion comes from."""
+    def name_row(self, since: int, row: ast.ExampleRow, row_dependent: set[int], seen: set[tuple[Loc, str]]) -> None:
+        """Problems found in one row's expansion: each reported once for the whole outline, and those on a line
+        with placeholders say which row they come from."""
         note = f"examples row at line {row.loc.line}: | {' | '.join(row.cells)} |"
-        for index in range(since, len(self.diagnostics)):
-            found = self.diagnostics[index]
-            hint = f"{found.hint} ({note})" if found.hint else f"in the {note}"
-            self.diagnostics[index] = attrs.evolve(found, hint=hint)
+        found = self.diagnostics[since:]
+        del self.diagnostics[since:]
+        for diagnostic in found:
+            key = (diagnostic.loc, diagnostic.message)
+            if key in seen:
+                continue
+            seen.add(key)
+            if diagnostic.loc.line in row_dependent:
+                hint = f"{diagnostic.hint} ({note})" if diagnostic.hint else f"in the {note}"
+                diagnostic = attrs.evolve(diagnostic, hint=hint)
+            self.diagnostics.append(diagnostic)
 
     # --- one scenario -----------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Scenario outlines: substitute each examples row into the template text and parse it as a scenario.
 
-Substitution is textual (as in Gherkin), so a placeholder may stand for any part of a sentence: a number, a
-policy, a whole instruction. Each substituted line keeps its line number and indentation, and columns after a
+Substitution is textual (as in Gherkin), so a placeholder may stand for any part of a sentence: a number,
+a policy, a whole instruction; the title, citations and description are substituted too. Each substituted line keeps its line number and indentation, and columns after a
 substitution are mapped back, so a problem in one row is reported at the template line that caused it, with the
 row named in a hint.
 """
@@ -146,9 +146,9 @@ def _expand_row(
             cache[key] = _parse_line(template.loc.line, line, shifted, filename)
         statements.extend(cache[key])
     title, _ = substitute(outline.title, values)
-    return ast.Scenario(
-        title, outline.tags, outline.sources, outline.description, tuple(statements), row, loc=outline.loc
-    )
+    sources = tuple(substitute(source, values)[0] for source in outline.sources)
+    description = substitute(outline.description, values)[0] if outline.description is not None else None
+    return ast.Scenario(title, outline.tags, sources, description, tuple(statements), row, loc=outline.loc)
 
 
 def _parse_line(

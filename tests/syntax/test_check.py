@@ -6,7 +6,7 @@ import pytest
 
 from dsl.compiler.check import check, check_file
 from dsl.errors import Diagnostic, Severity, SvmCheckError, SvmError
-from dsl.syntax import parse_text
+from dsl.syntax import ast, parse_text
 
 
 def diagnostics(text: str) -> list[Diagnostic]:
@@ -175,3 +175,25 @@ def test_into_in_64_bit_mode_is_noted() -> None:
     (found,) = diagnostics(scenario("mode long64", "code at 0x1000: into"))
     assert found.severity is Severity.WARNING
     assert diagnostics(scenario("mode protected32", "code at 0x1000: into")) == []
+
+
+def test_a_template_mistake_is_reported_once_not_once_per_row() -> None:
+    """One error, not a cascade: a typo on a line without placeholders is the same in every row."""
+    text = (
+        'scenario outline "o <n>":\n  code at 0x1000: nopp\n  rip <n>\n  examples:\n    | n |\n    | 1 |\n    | 2 |\n'
+    )
+    (found,) = diagnostics(text)
+    assert found.message == "unknown mnemonic 'nopp'"
+    assert found.hint == "did you mean nop?"
+
+
+def test_placeholders_are_substituted_in_citations_and_description() -> None:
+    text = (
+        'scenario outline "o":\n  source "<ex>"\n  """\n  about <ex>\n  """\n  run\n'
+        "  examples:\n    | ex |\n    | EX-05 |\n"
+    )
+    (outline,) = parse_text(text).items
+    assert isinstance(outline, ast.ScenarioOutline)
+    (expanded,) = outline.scenarios
+    assert (expanded.sources, expanded.description) == (("EX-05",), "about EX-05")
+    assert diagnostics(text) == []
