@@ -1,9 +1,9 @@
 """Scenario outlines: substitute each examples row into the template text and parse it as a scenario.
 
 Substitution is textual (as in Gherkin), so a placeholder may stand for any part of a sentence: a number,
-a policy, a whole instruction; the title, citations and description are substituted too. Each substituted line keeps its line number and indentation, and columns after a
-substitution are mapped back, so a problem in one row is reported at the template line that caused it, with the
-row named in a hint.
+a policy, a whole instruction; the title, citations and description are substituted too. Each substituted line
+keeps its line number and indentation, and columns after a substitution are mapped back, so a problem in one row
+is reported at the template line that caused it, with the row named in a hint.
 """
 
 from __future__ import annotations
