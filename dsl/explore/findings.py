@@ -95,10 +95,12 @@ def tally(
         try:
             expected = run(build_program(config, reference))
             results = [(policy, run(build_program(config, policy))) for policy in policies]
-        except EngineError as refused:
+        except Exception as refused:  # one engine defect must not end a long exploration
             skipped += 1
-            if len(refusals) < MAX_REFUSALS and str(refused) not in refusals:
-                refusals.append(str(refused))
+            reason = str(refused) if isinstance(refused, EngineError) else f"engine defect: {refused!r}"
+            reason = f"{reason} (at {config.describe()})"
+            if len(refusals) < MAX_REFUSALS:
+                refusals.append(reason)
             continue
         explored += 1
         subject = subject_event(config).vector

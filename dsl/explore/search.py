@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING
 
+import attrs
+
 from dsl.engine import run as engine_run
 from dsl.engine.errors import EngineError
 from dsl.engine.vocab import PolicyName
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
 CHUNK_SIZE = 200
 #: Tasks kept in flight per worker, so the generator is consumed lazily however large the space.
 IN_FLIGHT_PER_WORKER = 4
+
+#: Examples `find` may try to meet a class again before shrinking it (the sample may have been lucky).
+MIN_SHRINK_EXAMPLES = 50
 
 #: Called with how many more configurations are done (progress display).
 Advance = Callable[[int], None]
@@ -139,11 +144,13 @@ def explore_random(
         found = found.merge(tally((config,), policies, reference, run))
         if advance is not None:
             advance(1)
+    # No explain phase: it re-runs every shrunk example many times to annotate a report nobody prints here.
     shrink = settings(
-        max_examples=max(examples, 50),
+        max_examples=max(examples, MIN_SHRINK_EXAMPLES),
         database=None,
         derandomize=True,
         deadline=None,
+        phases=(Phase.generate, Phase.shrink),
         suppress_health_check=list(HealthCheck),
     )
     shrunk: dict[ClassKey, ClassTally] = {}
@@ -156,8 +163,31 @@ def explore_random(
             minimal = find(configurations, shows, settings=shrink)
         except NoSuchExample:
             minimal = summary.example  # found by sampling but not again while shrinking: keep the sampled one
-        shrunk[key] = ClassTally(summary.count, summary.confirmed, min(minimal, summary.example, key=lambda c: c.rank))
+        best = simplify(min(minimal, summary.example, key=lambda c: c.rank), key, space, reference, run)
+        shrunk[key] = ClassTally(summary.count, summary.confirmed, best)
     return Exploration.from_tally(Tally(shrunk, found.explored, found.skipped, found.refusals), policies, reference)
+
+
+def simplify(
+    config: Configuration, key: ClassKey, space: Space, reference: PolicyName, run: RunProgram
+) -> Configuration:
+    """Finish Hypothesis' shrink: move one axis at a time to a simpler selected value while the class persists.
+
+    Hypothesis shrinks the draws in order, so it cannot trade a later axis for an earlier one; this descent stops
+    only where no single axis can be simplified (a local minimum in the axes' order).
+    """
+    improved = True
+    while improved:
+        improved = False
+        for axis in AXES:
+            values = space.values(axis.name)
+            current = config.value(axis.name)
+            for value in values[: values.index(current)]:
+                candidate = attrs.evolve(config, **{axis.name: value})
+                if applicable(candidate) and _shows(candidate, key, reference, run):
+                    config, improved = candidate, True
+                    break
+    return config
 
 
 def _shows(config: Configuration, key: ClassKey, reference: PolicyName, run: RunProgram) -> bool:

@@ -51,7 +51,8 @@ def render_text(exploration: Exploration) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(_HEADER))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join([*lines, "", summary_line(exploration)]) + "\n"
+    refused = [f"  refused: {reason}" for reason in exploration.refusals]
+    return "\n".join([*lines, "", summary_line(exploration), *refused]) + "\n"
 
 
 def render_markdown(exploration: Exploration) -> str:
