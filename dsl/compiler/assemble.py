@@ -23,6 +23,34 @@ REX_BASE = 0x40
 MODRM_REGISTER = 0b11
 BYTE_MAX = 0xFF
 
+# Opcodes (APM vol. 3 appendix A), "+r" forms add the register number's low three bits.
+TWO_BYTE_ESCAPE = 0x0F
+INT_IMM8 = 0xCD
+IN_AL_IMM8 = 0xE4  # +1: AX/EAX; +8: port in DX
+OUT_IMM8_AL = 0xE6  # +1: AX/EAX; +8: port in DX
+IO_WIDE = 1
+IO_DX_PORT = 8
+MOV_RM8_R8 = 0x88
+MOV_RM_R = 0x89
+MOV_SREG_RM = 0x8E
+MOV_R8_IMM = 0xB0  # +r
+MOV_R_IMM = 0xB8  # +r
+PUSH_R = 0x50  # +r
+POP_R = 0x58  # +r
+BSWAP_R = 0xC8  # 0F C8+r
+JMP_REL8 = 0xEB
+JMP_REL = 0xE9
+CALL_REL = 0xE8
+BOUND = 0x62
+#: Instruction lengths of the relative branches: opcode + rel8 / rel16 / rel32.
+SHORT_BRANCH_LENGTH = 2
+NEAR_BRANCH_LENGTH_16 = 3
+NEAR_BRANCH_LENGTH_32 = 5
+REL8_MIN, REL8_MAX = -128, 127
+MASK_16 = 0xFFFF
+MASK_32 = 0xFFFF_FFFF
+LOW_THREE_BITS = 7
+
 #: Instructions without operands.
 NO_OPERANDS: dict[str, bytes] = {
     "int3": b"\xcc",
@@ -175,7 +203,7 @@ def _imm8(insn: ast.Instruction, operand: ast.Operand) -> int:
 def _int(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if len(insn.operands) != 1:
         raise _shape(insn, "takes one operand, the vector")
-    return bytes([0xCD, _imm8(insn, insn.operands[0])])
+    return bytes([INT_IMM8, _imm8(insn, insn.operands[0])])
 
 
 def _io(insn: ast.Instruction, port: ast.Operand, data: ast.Operand, mode: CpuMode, base: int) -> bytes:
@@ -183,23 +211,23 @@ def _io(insn: ast.Instruction, port: ast.Operand, data: ast.Operand, mode: CpuMo
     register = _register(data)
     if register is None or register[0] != 0 or register[1] == 64:
         raise _shape(insn, "moves data through al, ax or eax")
-    wide = 0 if register[1] == 8 else 1
+    wide = 0 if register[1] == 8 else IO_WIDE
     prefix = _operand_size_prefix(register[1], mode) if wide else b""
     if isinstance(port, ast.Register) and port.name == "dx":
-        return prefix + bytes([base + 8 + wide])
+        return prefix + bytes([base + IO_DX_PORT + wide])
     return prefix + bytes([base + wide, _imm8(insn, port)])
 
 
 def _out(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if len(insn.operands) != 2:
         raise _shape(insn, "takes a port and a register")
-    return _io(insn, insn.operands[0], insn.operands[1], mode, 0xE6)
+    return _io(insn, insn.operands[0], insn.operands[1], mode, OUT_IMM8_AL)
 
 
 def _in(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if len(insn.operands) != 2:
         raise _shape(insn, "takes a register and a port")
-    return _io(insn, insn.operands[1], insn.operands[0], mode, 0xE4)
+    return _io(insn, insn.operands[1], insn.operands[0], mode, IN_AL_IMM8)
 
 
 def _mov(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
@@ -211,7 +239,7 @@ def _mov(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
         if register is None or register[1] == 8:
             raise _shape(insn, "loads a segment register from a 16/32/64-bit register")
         number = SEGMENT_REGISTERS.index(target.name)
-        return _rex(False, 0, register[0]) + bytes([0x8E, _modrm(MODRM_REGISTER, number, register[0])])
+        return _rex(False, 0, register[0]) + bytes([MOV_SREG_RM, _modrm(MODRM_REGISTER, number, register[0])])
     destination = _register(target)
     if destination is None:
         raise _shape(insn, "needs a register destination")
@@ -221,7 +249,7 @@ def _mov(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     register = _register(source)
     if register is None or register[1] != size:
         raise _shape(insn, "needs two registers of the same size")
-    opcode = 0x88 if size == 8 else 0x89
+    opcode = MOV_RM8_R8 if size == 8 else MOV_RM_R
     prefix = b"" if size in (8, 64) else _operand_size_prefix(size, mode)
     rex = _rex(size == 64, register[0], number)
     return prefix + rex + bytes([opcode, _modrm(MODRM_REGISTER, register[0], number)])
@@ -231,7 +259,7 @@ def _mov_immediate(insn: ast.Instruction, number: int, size: int, value: int, mo
     formats = {8: "<B", 16: "<H", 32: "<I", 64: "<Q"}
     if not 0 <= value < 1 << size:
         raise _shape(insn, f"has an immediate that does not fit in {size} bits")
-    opcode = (0xB0 if size == 8 else 0xB8) + (number & 7)
+    opcode = (MOV_R8_IMM if size == 8 else MOV_R_IMM) + (number & LOW_THREE_BITS)
     prefix = b"" if size in (8, 64) else _operand_size_prefix(size, mode)
     return prefix + _rex(size == 64, 0, number) + bytes([opcode]) + struct.pack(formats[size], value)
 
@@ -247,9 +275,9 @@ def _push_pop(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if register is None or register[1] == 8:
         raise _shape(insn, "takes a 16/32/64-bit register or a segment register")
     number, size = register
-    base = 0x50 if insn.mnemonic.text == "push" else 0x58
+    base = PUSH_R if insn.mnemonic.text == "push" else POP_R
     prefix = _operand_size_prefix(size, mode) if size != 64 else b""
-    return prefix + _rex(False, 0, number) + bytes([base + (number & 7)])
+    return prefix + _rex(False, 0, number) + bytes([base + (number & LOW_THREE_BITS)])
 
 
 def _bswap(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
@@ -257,7 +285,7 @@ def _bswap(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if register is None or register[1] not in (32, 64):
         raise _shape(insn, "takes one 32- or 64-bit register")
     number, size = register
-    return _rex(size == 64, 0, number) + bytes([0x0F, 0xC8 + (number & 7)])
+    return _rex(size == 64, 0, number) + bytes([TWO_BYTE_ESCAPE, BSWAP_R + (number & LOW_THREE_BITS)])
 
 
 def _branch(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
@@ -268,14 +296,14 @@ def _branch(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if target.modifier == "short":
         if insn.mnemonic.text != "jmp":
             raise _shape(insn, "has no short form")
-        displacement = target.value - (address + 2)
-        if not -128 <= displacement <= 127:
+        displacement = target.value - (address + SHORT_BRANCH_LENGTH)
+        if not REL8_MIN <= displacement <= REL8_MAX:
             raise _shape(insn, f"short target {target.value:#x} is out of reach of {address:#x} (±128 bytes)")
-        return bytes([0xEB, displacement & BYTE_MAX])
-    opcode = 0xE9 if insn.mnemonic.text == "jmp" else 0xE8
+        return bytes([JMP_REL8, displacement & BYTE_MAX])
+    opcode = JMP_REL if insn.mnemonic.text == "jmp" else CALL_REL
     if mode.bitness == 16:
-        return bytes([opcode]) + struct.pack("<H", (target.value - (address + 3)) & 0xFFFF)
-    return bytes([opcode]) + struct.pack("<I", (target.value - (address + 5)) & 0xFFFFFFFF)
+        return bytes([opcode]) + struct.pack("<H", (target.value - (address + NEAR_BRANCH_LENGTH_16)) & MASK_16)
+    return bytes([opcode]) + struct.pack("<I", (target.value - (address + NEAR_BRANCH_LENGTH_32)) & MASK_32)
 
 
 def _bound(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
@@ -286,7 +314,7 @@ def _bound(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
     if register is None or register[1] not in (16, 32) or not isinstance(memory, ast.Memory):
         raise _shape(insn, "takes a 16/32-bit register and a memory operand")
     prefix = _operand_size_prefix(register[1], mode)
-    return prefix + _memory_operand(insn, 0x62, register[0], memory, mode)
+    return prefix + _memory_operand(insn, BOUND, register[0], memory, mode)
 
 
 def _memory_operand(insn: ast.Instruction, opcode: int, reg: int, memory: ast.Memory, mode: CpuMode) -> bytes:

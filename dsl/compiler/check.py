@@ -35,7 +35,8 @@ from dsl.syntax.parse import parse_file
 
 #: Bits of a linear address outside 64-bit mode (CS.base + offset wraps at 4 GiB, README glossary).
 LINEAR_BITS_LEGACY = 32
-MAX_PRIVILEGE = 3
+PRIVILEGE_BITS = 2  # CPL and DPL are 0-3
+FLAG_BITS = 1
 VECTOR_BITS = 8
 WORD_BITS = 64
 
@@ -250,9 +251,9 @@ class _Checker:
             case ast.InterruptShadowSetting(shadow=name):
                 self.name(name, "interrupt shadow", vocabulary.INTERRUPT_SHADOWS)
             case ast.CplSetting(cpl=cpl):
-                self.value(s.loc, cpl, "cpl", 2)
+                self.value(s.loc, cpl, "cpl", PRIVILEGE_BITS)
             case ast.GifSetting(gif=gif):
-                self.value(s.loc, gif, "gif", 1)
+                self.value(s.loc, gif, "gif", FLAG_BITS)
             case ast.BreakpointSetting(register=register, address=address):
                 self.name(register, "debug register", vocabulary.BREAKPOINT_REGISTERS)
                 self.linear(s.loc, address, mode, "breakpoint address")
@@ -261,7 +262,7 @@ class _Checker:
             case ast.IdtGateSetting():
                 self.vector(s.vector, s.loc)
                 if s.dpl is not None:
-                    self.value(s.loc, s.dpl, "dpl", 2)
+                    self.value(s.loc, s.dpl, "dpl", PRIVILEGE_BITS)
                 if s.gate_type is not None:
                     self.name(s.gate_type, "gate type", vocabulary.GATE_TYPES)
             case ast.VmcbFieldSetting(vmcb=vmcb, field=field, value=value):
