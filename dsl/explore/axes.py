@@ -155,7 +155,12 @@ AXES: tuple[Axis, ...] = (
         (CODE_UNCHANGED, CODE_NOP, CODE_CALL, CODE_ICEBP),
         (CODE_UNCHANGED, CODE_CALL),
     ),
-    Axis("decode", "whether KVM can read the code when it decodes (EX-35)", (DECODE_OK, DECODE_UNMAPPED), (DECODE_OK,)),
+    Axis(
+        "decode",
+        "whether KVM can read the code when it decodes (EX-35)",
+        (DECODE_OK, DECODE_UNMAPPED),
+        (DECODE_OK, DECODE_UNMAPPED),
+    ),
     Axis(
         "debug",
         "DR7 code breakpoints and RFLAGS.RF (H-34, H-37)",
