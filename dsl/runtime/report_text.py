@@ -90,7 +90,7 @@ def _pending(report: RunReport, paint: Painter) -> Iterator[str]:
     pending = [e for e in report.entries if e.pending]
     if not pending:
         return
-    yield paint(f"pending (known gaps, tagged @pending; they do not fail the run): {len(pending)}", Colour.CYAN)
+    yield paint(f"pending (known gaps of scenarios tagged @pending): {len(pending)}", Colour.CYAN)
     for entry in pending:
         result = entry.result
         yield f"  {result.key.file}:{result.line}: {result.display_title} [{result.key.policy}]: {result.verdict.value}"
@@ -103,12 +103,7 @@ def _without_trace(result: CaseResult) -> CaseResult:
 def _summary(report: RunReport, paint: Painter) -> Iterator[str]:
     total = len(report.entries)
     counts = {v: report.count(v) for v in Verdict}
-    if not report.ok:
-        status = paint("NOT all held", Colour.RED, Colour.BOLD)
-    elif report.pending_count:
-        status = paint("all held but the pending known gaps", Colour.GREEN)
-    else:
-        status = paint("all held", Colour.GREEN)
+    status = paint("all held", Colour.GREEN) if report.ok else paint("NOT all held", Colour.RED, Colour.BOLD)
     errors = f", {len(report.file_errors)} file(s) with errors" if report.file_errors else ""
     yield (
         f"{total} case(s) from {report.files} file(s): {counts[Verdict.HELD]} held, "
