@@ -10,6 +10,11 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
         "scenario INT3:\n",
         "scenario outline INT3:\n",
     ],
+    "a quoted string ends with '\"' on the same line": [
+        'scenario "t:\n',
+        'scenario "t":\n  source "EX-01\n',
+        'include "common.svm\n',
+    ],
     "a scenario header ends with ':'": [
         'scenario "t"\n',
         'scenario outline "t"\n',
@@ -96,6 +101,17 @@ ERROR_EXAMPLES: dict[str, list[str]] = {
     ],
     "tags go on their own line before scenario": [
         "@seed\nrip 0x1000\n",
+        '@seed scenario "t":\n',
+    ],
+    "sentences on one line are separated by ';'": [
+        'scenario "t":\n  mode long64 paging npt\n',
+        'scenario "t":\n  rip 0x1000 run\n',
+        'scenario "t":\n  guest executes int3 vectoring hits #PF\n',
+        'scenario "t":\n  host re-enters run\n',
+    ],
+    "names in a list are separated by ',' (and sentences by ';')": [
+        'scenario "t":\n  policies kvm-6.0 kvm-6.2\n',
+        'scenario "t":\n  l1 intercepts #PF #UD\n',
     ],
     "a description is written between triple quotes and never closed": [
         'scenario "t":\n  """\n  text\n',

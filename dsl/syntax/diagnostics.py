@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from collections.abc import Iterable
 
 from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from dsl.errors import Diagnostic, Loc, make_diagnostic
+from dsl.errors import Diagnostic, Loc, line_of, make_diagnostic
 from dsl.syntax.embedded import parse_snippet
 from dsl.syntax.grammar import parser
 
@@ -81,18 +82,36 @@ def describe_expected(names: Iterable[str], lark: Lark | None = None) -> str:
     return ", ".join(unique[:-1]) + " or " + unique[-1]
 
 
-def _found(error: UnexpectedInput, source: str) -> str:
-    if isinstance(error, UnexpectedToken):
-        token = error.token
-        if token.type == "$END":
-            return "the end of the file"
-        if token.type == "_NL":
-            return "the end of the line"
-        return f"'{token}'"
-    if isinstance(error, UnexpectedCharacters):
-        pos = error.pos_in_stream or 0
-        return f"'{source[pos]}'" if pos < len(source) else "the end of the file"
-    return "the end of the file"
+_WORD_CHAR = re.compile(r"[\w.\-#]")
+_WORD = re.compile(r"[\w.\-#]+|\S")
+
+
+def _word_at(source: str, line: int, column: int) -> tuple[int, str] | None:
+    """The whole word at (line, column), widened backwards when a keyword matched only its start (`return_rip`
+    lexes as `return` + `_rip`): its 1-based column and text. None past the end of the line."""
+    text = line_of(source, line)
+    if text is None or not 0 <= column - 1 < len(text):
+        return None
+    start = column - 1
+    while start > 0 and _WORD_CHAR.match(text[start - 1]) and _WORD_CHAR.match(text[start]):
+        start -= 1
+    match = _WORD.match(text, start)
+    return (start + 1, match.group(0)) if match else None
+
+
+def _found(error: UnexpectedInput, source: str) -> tuple[str, int | None]:
+    """What the parser found, in words, and the column to point at when it is not the error's own."""
+    if isinstance(error, UnexpectedToken) and error.token.type == "$END":
+        return "the end of the file", None
+    if isinstance(error, UnexpectedToken) and error.token.type == "_NL":
+        return "the end of the line", None
+    if isinstance(error, UnexpectedToken | UnexpectedCharacters):
+        word = _word_at(source, error.line, error.column)
+        if word is not None and (isinstance(error, UnexpectedCharacters) or _WORD_CHAR.match(str(error.token)[:1])):
+            return f"'{word[1]}'", word[0]
+        if isinstance(error, UnexpectedToken):
+            return f"'{error.token}'", None
+    return "the end of the file", None
 
 
 def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> Diagnostic:
@@ -109,7 +128,8 @@ def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> 
         expected = set()
     line, column = _position(error, source)
     label = _match_label(error)
-    found = _found(error, source)
+    found, word_column = _found(error, source)
+    column = word_column or column
     message = f"{label} (found {found})" if label else "unexpected " + found.removeprefix("the ")
     return make_diagnostic(source, Loc(filename, line, column), message, expected=describe_expected(expected, lark))
 
@@ -161,11 +181,15 @@ def _example_index() -> tuple[dict[tuple[int, frozenset[str], str | None], str],
             except UnexpectedInput as failure:
                 key = _state_key(failure)
                 by_token.setdefault((*key, _token_type(failure)), label)
-                by_state.setdefault(key, label)
+                if _token_type(failure) != "_NL":
+                    by_state.setdefault(key, label)
     return by_token, by_state
 
 
 def _match_label(error: UnexpectedInput) -> str | None:
     by_token, by_state = _example_index()
     key = _state_key(error)
-    return by_token.get((*key, _token_type(error))) or by_state.get(key)
+    exact = by_token.get((*key, _token_type(error)))
+    if exact is not None or _token_type(error) == "_NL":
+        return exact  # an end-of-line example says "ended too early": never borrow it for another token
+    return by_state.get(key)
