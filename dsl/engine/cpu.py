@@ -43,6 +43,8 @@ _INTERCEPT_EXIT: dict[InsnKind, ExitCode] = {
     InsnKind.MSR: ExitCode.MSR,
     InsnKind.VMMCALL: ExitCode.VMMCALL,
 }
+#: Instructions a policy may intercept (`Policy.intercepted_instructions`): the exit replaces their event (H-20).
+_OPTIONAL_INTERCEPT: dict[InsnKind, ExitCode] = {InsnKind.ICEBP: ExitCode.ICEBP}
 #: Instructions whose event is a trap: the frame returns after the instruction (H-21 … H-24).
 _EVENT_OF: dict[InsnKind, tuple[int, EventType, bool]] = {
     InsnKind.INT3: (Vector.BP, EventType.EXCEPTION, True),
@@ -124,10 +126,41 @@ def async_exit(m: Machine, code: int) -> Exit:
 
 
 def _instruction_exit_level(m: Machine, code: int) -> Level:
-    nesting = m.program.setup.nesting
-    if m.kvm.guest_mode and nesting is not None and code in nesting.intercepted_exits:
+    if _l1_intercepts(m, code):
         return Level.L1
     return Level.L0
+
+
+def _l1_intercepts(m: Machine, code: int) -> bool:
+    nesting = m.program.setup.nesting
+    return m.kvm.guest_mode and nesting is not None and code in nesting.intercepted_exits
+
+
+def _intercepted_event(m: Machine, kind: InsnKind, rip: int, next_ip: int) -> Exit | None:
+    """An event-raising instruction L0 (or L1) intercepts: it exits before raising its event (H-20, XEN-4)."""
+    exit_code = _OPTIONAL_INTERCEPT[kind]
+    if exit_code not in m.instruction_intercepts and not _l1_intercepts(m, exit_code):
+        return None
+    vector, event_type, _ = _EVENT_OF[kind]
+    _note_subject(m, rip, next_ip, vector, event_type)
+    level = _instruction_exit_level(m, exit_code)
+    return vmexit(m, Exit(exit_code, level, insn_next=next_ip), "H-20", f"{kind.value} intercepted", next_ip)
+
+
+def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: EventType) -> None:
+    """The first event a guest instruction raises becomes the scenario's subject."""
+    if m.subject is not None:
+        return
+    linear = m.linear(rip)
+    m.subject = Subject(
+        vector=vector,
+        type=event_type,
+        rip=rip,
+        linear=linear,
+        injected=False,
+        original=m.read(linear, (next_ip - rip) & m.rip_mask()),
+        arch_return=next_ip,
+    )
 
 
 # -- guest instructions --------------------------------------------------------------------------------------------
@@ -169,6 +202,10 @@ def execute(m: Machine) -> Exit | None:
         return vmexit(
             m, Exit(exit_code, _instruction_exit_level(m, exit_code), insn_next=next_ip), "H-12", insn.text, next_ip
         )
+    if kind in _OPTIONAL_INTERCEPT:
+        intercepted = _intercepted_event(m, kind, rip, next_ip)
+        if intercepted is not None:
+            return intercepted
     if kind is InsnKind.TOO_LONG:
         return _raise(m, rip, next_ip, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
     if kind is InsnKind.UD:
@@ -228,16 +265,8 @@ def _raise(
 ) -> Exit | None:
     """A guest instruction raises an event: exception intercepts first (H-19, H-20), then IDT delivery."""
     linear = m.linear(rip)
-    if m.subject is None and not fault:
-        m.subject = Subject(
-            vector=vector,
-            type=event_type,
-            rip=rip,
-            linear=linear,
-            injected=False,
-            original=m.read(linear, (next_ip - rip) & m.rip_mask()),
-            arch_return=next_ip,
-        )
+    if not fault:
+        _note_subject(m, rip, next_ip, vector, event_type)
     subject = m.subject
     is_subject = subject is not None and linear == subject.linear and (not subject.injected or vector == subject.vector)
     intercept = _exception_intercept(m, vector, event_type)

@@ -209,6 +209,7 @@ class Machine:
     missing: dict[PageTable, set[int]]
     idt: dict[int, IdtGate]
     breakpoints: dict[int, int]  # linear address → DR slot
+    instruction_intercepts: tuple[int, ...] = ()  # the policy's optional instruction intercepts (H-18, XEN-4)
     frames: list[Frame] = attrs.Factory(list)
     armed_faults: list[VectoringFault] = attrs.Factory(list)
     armed_exits: list[int] = attrs.Factory(list)

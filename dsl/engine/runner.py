@@ -97,6 +97,7 @@ def build(program: Program) -> Machine:
         missing={PageTable.GUEST: set(), PageTable.HOST: set()},
         idt={gate.vector: gate for gate in setup.idt},
         breakpoints={},
+        instruction_intercepts=POLICIES[program.policy].intercepted_instructions,
     )
     for code in setup.code:
         m.write(code.address, code.data)

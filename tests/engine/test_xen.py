@@ -22,11 +22,8 @@ from dsl.engine import (
     Setup,
     run,
 )
-from dsl.engine.cpu import Exit, vmrun
-from dsl.engine.machine import Machine
-from dsl.engine.policies.xen import Xen, needs_reinjection
+from dsl.engine.policies.xen import needs_reinjection
 from dsl.engine.program import Step
-from dsl.engine.runner import build
 from dsl.engine.vocab import (
     CpuMode,
     EventType,
@@ -243,42 +240,54 @@ def test_xen_3_no_software_checks_with_nrips() -> None:
 # -- XEN-4: ICEBP always intercepted -----------------------------------------------------------------------------------
 
 
-def icebp_exit(profile: HardwareProfile, idt: tuple[IdtGate, ...] = (), cpl: int = 0) -> Machine:
-    """The state after the ICEBP intercept (0x88) of `F1` at 0x1000, handled by Xen, then the next VMRUN.
-
-    The CPU model raises ICEBP's #DB natively: the intercept Xen configures is not an engine seam yet, so the
-    exit is handed to the handler directly, with what the CPU writes for 0x88 (NextRIP saved, H-12).
-    """
+def icebp(profile: HardwareProfile, idt: tuple[IdtGate, ...] = (), cpl: int = 0, policy: PolicyName = XEN) -> Result:
+    """The guest executes `F1` at 0x1000 (CPL `cpl`), then the host runs it until the #DB is settled."""
     setup = Setup(cpl=cpl, code=(CodeBytes(0x1000, ICEBP),), idt=idt)
-    m = build(Program(setup, (), profile, XEN))
-    m.vmcb.exit_code = ExitCode.ICEBP
-    m.vmcb.next_rip = 0x1001 if profile is HardwareProfile.AMD_NRIPS else 0
-    Xen().handle_exit(m, Exit(ExitCode.ICEBP, Level.L0))
-    vmrun(m)
-    return m
+    return run(Program(setup, (Execute(), Run()), profile, policy))
+
+
+@pytest.mark.parametrize("profile", [HardwareProfile.AMD_NRIPS, NO_NRIPS])
+def test_xen_4_icebp_exits_with_0x88_and_next_rip_saved(profile: HardwareProfile) -> None:
+    """XEN-4, H-20, H-12: Xen intercepts ICEBP: exit 0x88 before any #DB, next_rip = 0x1001 on an NRIPS CPU."""
+    result = icebp(profile)
+    assert obs(result, "exit_code") == ExitCode.ICEBP
+    assert obs(result, "exit_int_info") == 0
+    assert obs(result, "exit_next_rip") == (0x1001 if profile is HardwareProfile.AMD_NRIPS else 0)
+    assert not any(d.injected is False for d in result.deliveries)  # the CPU never raised the #DB itself
 
 
 @pytest.mark.parametrize("profile", [HardwareProfile.AMD_NRIPS, NO_NRIPS])
 def test_xen_4_icebp_is_injected_with_rip_advanced(profile: HardwareProfile) -> None:
     """XEN-4, XEN-2: the intercepted ICEBP's #DB is type 3 vector 1 with RIP advanced by Xen: frame RIP 0x1001."""
-    m = icebp_exit(profile)
-    record = m.vmruns[0]
-    assert (record.event_inj, record.rip) == (0x80000301, 0x1001)
+    result = icebp(profile)
+    assert (obs(result, "event_inj"), obs(result, "rip")) == (0x80000301, 0x1001)
     if profile is HardwareProfile.AMD_NRIPS:
-        assert record.next_rip == 0x1001
-    assert (m.deliveries[0].vector, m.deliveries[0].return_rip) == (Vector.DB, 0x1001)
+        assert obs(result, "next_rip") == 0x1001
+    assert (obs(result, "delivered"), obs(result, "return_rip")) == (Vector.DB, 0x1001)
+    assert obs(result, "delivery_count") == 1
+    assert obs(result, "outcome") is Outcome.DELIVERED
+    assert any(t.rule == "XEN-4" for t in result.trace)
+
+
+def test_xen_4_kvm_does_not_intercept_icebp() -> None:
+    """XEN-4 vs H-24: KVM sets no ICEBP intercept: the CPU raises the #DB itself, no exit, frame RIP 0x1001."""
+    result = icebp(HardwareProfile.AMD_NRIPS, policy=PolicyName.KVM_7_1)
+    assert result.exits == ()
+    assert result.deliveries[0].injected is False
+    assert (obs(result, "delivered"), obs(result, "return_rip")) == (Vector.DB, 0x1001)
 
 
 def test_xen_4_icebp_bypasses_the_dpl_check() -> None:
     """XEN-3, XEN-4: ICEBP counts as a hardware event: a DPL-0 gate at CPL 3 still delivers the #DB."""
-    m = icebp_exit(NO_NRIPS, idt=(IdtGate(Vector.DB, dpl=0),), cpl=3)
-    assert m.deliveries[0].vector == Vector.DB
+    result = icebp(NO_NRIPS, idt=(IdtGate(Vector.DB, dpl=0),), cpl=3)
+    assert obs(result, "delivered") == Vector.DB
 
 
 def test_xen_4_icebp_gate_not_present_gives_np_with_ext() -> None:
     """XEN-3, H-17: a non-present #DB gate: #NP(1·8 + 2 + EXT) = #NP(0xb) injected instead, RIP not advanced."""
-    m = icebp_exit(NO_NRIPS, idt=(IdtGate(Vector.DB, present=False),))
-    assert (m.vmruns[0].event_inj, m.vmruns[0].event_inj_err, m.vmruns[0].rip) == (0x80000B0B, 0xB, 0x1000)
+    result = icebp(NO_NRIPS, idt=(IdtGate(Vector.DB, present=False),))
+    assert (obs(result, "event_inj"), obs(result, "event_inj_err"), obs(result, "rip")) == (0x80000B0B, 0xB, 0x1000)
+    assert (obs(result, "delivered"), obs(result, "return_rip")) == (Vector.NP, 0x1000)
 
 
 # -- XEN-5: instruction length with an opcode check --------------------------------------------------------------------
@@ -389,9 +398,10 @@ def test_cancelled_entry_keeps_eventinj_unconfirmed() -> None:
 
 # -- XEN-8: the XTF swint-emulation matrix, executed natively -------------------------------------------------------
 
-#: XTF's software events (ICEBP aside: its intercept is not an engine seam yet, see XEN-4 above).
+#: XTF's software events; ICEBP goes through Xen's intercept (XEN-4).
 SWINTS: dict[str, tuple[bytes, Vector]] = {
     "int3": (INT3, Vector.BP),
+    "icebp": (ICEBP, Vector.DB),
     "int $3": (b"\xcd\x03", Vector.BP),
     "into": (INTO, Vector.OF),
     "int $1": (b"\xcd\x01", Vector.DB),
@@ -408,11 +418,12 @@ def test_xen_8_swint_matrix(name: str, prefix: bytes, cpl: int, gate: str) -> No
     at, length = 0x2000, len(prefix) + len(code)
     gates = {"present": IdtGate(vector), "not present": IdtGate(vector, present=False), "dpl 0": IdtGate(vector, dpl=0)}
     setup = Setup(mode=CpuMode.PROTECTED_32, rip=at, cpl=cpl, rflags=0xA02, code=(CodeBytes(at, prefix + code),))
-    result = run(Program(attrs.evolve(setup, idt=(gates[gate],)), (Execute(),), policy=XEN))
+    result = run(Program(attrs.evolve(setup, idt=(gates[gate],)), (Execute(), Run()), policy=XEN))
     idt_error = vector * 8 + 2
     if gate == "not present":
-        expected = (Vector.NP, idt_error, at)
-    elif gate == "dpl 0" and cpl == 3:
+        external = 1 if name == "icebp" else 0  # ICEBP's #DB counts as an external event (H-17, XEN-3)
+        expected = (Vector.NP, idt_error + external, at)
+    elif gate == "dpl 0" and cpl == 3 and name != "icebp":  # ICEBP has no DPL check (H-24, XEN-3)
         expected = (Vector.GP, idt_error, at)
     else:
         expected = (vector, None, at + length)

@@ -39,6 +39,9 @@ class Policy:
     """A hypervisor on SVM. Subclasses override the hooks whose behaviour their release changed."""
 
     name: ClassVar[PolicyName]
+    #: Instruction intercepts L0 sets in the VMCB beyond those every policy sets (HLT, CPUID, IOIO, MSR, VMMCALL):
+    #: the CPU exits with these codes instead of executing the instruction (H-18, H-20), e.g. Xen's ICEBP (XEN-4).
+    intercepted_instructions: ClassVar[tuple[ExitCode, ...]] = ()
 
     # -- set-up ----------------------------------------------------------------------------------------------------
 

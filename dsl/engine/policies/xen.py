@@ -102,6 +102,7 @@ class Xen(Policy):
     """Retry soft events cut short; inject with NextRIP = RIP + length, or RIP advanced without NRIPS."""
 
     name = PolicyName.XEN
+    intercepted_instructions = (ExitCode.ICEBP,)  # XEN-4: ICEBP is always intercepted
 
     # -- set-up -------------------------------------------------------------------------------------------------------
 
