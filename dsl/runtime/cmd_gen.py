@@ -1,14 +1,17 @@
 """`svmdsl gen`: one pytest module per scenario file, plus a conftest registering the tag markers.
 
 Module names follow the file's path below the folder given on the command line: `scenarios/seed/int3.svm`
-found through `scenarios/` becomes `test_seed__int3.py`. Generate from the whole library at once: files with
-our header that no scenario file produces any more are removed.
+found through `scenarios/` becomes `test_seed__int3.py`. A generated module whose scenario file lay under the
+paths given but produces nothing any more (removed or renamed) is removed; modules of scenario files elsewhere
+are kept, and the conftest registers their markers too, so generating part of a library is safe.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from dsl.compiler.generate import (
     slug,
 )
 from dsl.runtime.discover import ScenarioFile, scenario_files
-from dsl.runtime.genfiles import Change, compose, plan, unified_diff
+from dsl.runtime.genfiles import Change, compose, plan, read_header, unified_diff
 from dsl.runtime.genfiles import apply as apply_plan
 from dsl.runtime.loader import LoadedFile, load
 
@@ -71,10 +74,41 @@ def generate(paths: tuple[str, ...], out_dir: Path) -> tuple[dict[str, str], lis
             problems.append(f"{loaded.display}: {problem}")
             continue
         markers.update(module_markers(module))
-    if wanted:
+    kept = [
+        text for name, text in _generated_modules(out_dir) if name not in wanted and not _owned(text, out_dir, paths)
+    ]
+    for text in kept:
+        markers.update(_MARKER_LINE.findall(text))
+    if wanted or kept:
         ordered = tuple(sorted(markers))
         wanted[CONFTEST] = compose(render_conftest(ordered), inputs_digest(*(m.encode() for m in ordered)))
     return wanted, problems
+
+
+_SOURCE_LINE = re.compile(r"^SOURCE = SvmSource\.beside\(__file__, (?P<literal>.+)\)$", re.MULTILINE)
+_MARKER_LINE = re.compile(r"^@pytest\.mark\.([A-Za-z][A-Za-z0-9_]*)$", re.MULTILINE)
+
+
+def _generated_modules(out_dir: Path) -> list[tuple[str, str]]:
+    """(name, text) of the modules in `out_dir` that carry our header."""
+    if not out_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(out_dir.glob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        if read_header(text) is not None:
+            found.append((path.name, text))
+    return found
+
+
+def _owned(text: str, out_dir: Path, paths: tuple[str, ...]) -> bool:
+    """Whether a generated module's scenario file lies under one of `paths` (so this generation answers for it)."""
+    match = _SOURCE_LINE.search(text)
+    if match is None:
+        return True  # not a module we can place: the whole folder's generation answers for it
+    source = (out_dir / ast.literal_eval(match.group("literal"))).resolve()
+    roots = [Path(p).resolve() for p in paths]
+    return any(source == root or source.is_relative_to(root) for root in roots)
 
 
 def gen_command(args: argparse.Namespace) -> int:
@@ -88,7 +122,7 @@ def gen_command(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"svmdsl gen: nothing written: {len(problems)} file(s) with errors", file=sys.stderr)
         return EXIT_FAILED
-    gen_plan = plan(out_dir, wanted)
+    gen_plan = plan(out_dir, wanted, owned=lambda text: _owned(text, out_dir, tuple(args.paths)))
     if args.check:
         for change in gen_plan.pending:
             sys.stdout.write(unified_diff(change, args.output))

@@ -12,6 +12,7 @@ import enum
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -92,11 +93,12 @@ class GenPlan:
         return tuple(c for c in self.pending if c.hand_edited)
 
 
-def plan(out_dir: Path, wanted: dict[str, str]) -> GenPlan:
+def plan(out_dir: Path, wanted: dict[str, str], owned: Callable[[str], bool] = lambda _text: True) -> GenPlan:
     """Compare `wanted` (file name relative to `out_dir` → complete content) with what `out_dir` holds.
 
-    Files of `out_dir` that carry our header but are not wanted any more are removed; files without our header
-    are left alone unless a wanted file has the same name (then it counts as hand-edited).
+    Files of `out_dir` that carry our header, are not wanted any more and are `owned` by this generation (by
+    default all) are removed; files without our header are left alone unless a wanted file has the same name
+    (then it counts as hand-edited).
     """
     changes: list[FileChange] = []
     for name in sorted(wanted):
@@ -115,7 +117,7 @@ def plan(out_dir: Path, wanted: dict[str, str]) -> GenPlan:
                 continue
             current = _read(path)
             header = read_header(current) if current is not None else None
-            if header is not None:
+            if header is not None and current is not None and owned(current):
                 changes.append(FileChange(path, Change.REMOVE, current, None, hand_edited=not header.body_intact))
     return GenPlan(out_dir, tuple(changes))
 

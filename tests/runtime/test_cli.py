@@ -271,3 +271,14 @@ def test_pending_cases_are_reported_apart_but_still_fail_the_run(tmp_path: Path)
     assert report["ok"] is False
     assert report["cases"][0]["verdict"] == "failed"
     assert report["cases"][0]["pending"] is True
+
+
+def test_generating_part_of_a_library_keeps_the_rest(library: Path) -> None:
+    """`gen` on one folder neither removes the modules of other folders nor drops their markers."""
+    assert svmdsl("gen", "scenarios/", "-o", "generated/", cwd=library).returncode == 0
+    (library / "scenarios" / "seed" / "held.svm").rename(library / "scenarios" / "seed" / "kept.svm")
+    partial = svmdsl("gen", "scenarios/seed", "-o", "generated/", cwd=library)
+    assert partial.returncode == 0, partial.stderr
+    names = sorted(p.name for p in (library / "generated").iterdir())
+    assert names == ["conftest.py", "test_edge__fails.py", "test_kept.py"]  # held's module went with its file
+    assert '"seed",' in (library / "generated" / "conftest.py").read_text()
