@@ -9,16 +9,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dsl.engine import run as engine_run
 from dsl.engine.vocab import PolicyName, policy_by_name, policy_names
 from dsl.explore.axes import AXES
-from dsl.explore.counterexample import CounterexampleError, counterexamples, write
-from dsl.explore.findings import Exploration
-from dsl.explore.search import HypothesisMissing, explore_exhaustive, explore_random
 from dsl.explore.space import AxisError, Space, parse_restriction
-from dsl.explore.table import render_markdown, render_text
-from dsl.runtime.term import Progress
+
+if TYPE_CHECKING:
+    from dsl.explore.findings import Exploration
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -115,6 +113,12 @@ def _policies(names: list[str]) -> tuple[PolicyName, ...]:
 
 def explore_command(args: argparse.Namespace) -> int:
     """Run the exploration the arguments describe; 0 on success whatever was found, 2 on bad usage."""
+    # The engine, the language front end and Hypothesis load here, so that `svmdsl --help` stays fast.
+    from dsl.engine import run as engine_run
+    from dsl.explore.counterexample import CounterexampleError, counterexamples, write
+    from dsl.explore.search import HypothesisMissing
+    from dsl.explore.table import render_markdown, render_text
+
     try:
         space = build_space(args.axis)
     except AxisError as problem:
@@ -148,6 +152,9 @@ def explore_command(args: argparse.Namespace) -> int:
 def _explore(
     args: argparse.Namespace, space: Space, policies: tuple[PolicyName, ...], reference: PolicyName
 ) -> Exploration:
+    from dsl.explore.search import explore_exhaustive, explore_random
+    from dsl.runtime.term import Progress
+
     total = args.random if args.random else space.size()
     progress = Progress(sys.stderr, total=total, label="svmdsl explore")
     try:
