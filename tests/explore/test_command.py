@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pytest
 
 from dsl.explore.command import add_parser
 from dsl.explore.table import TABLE_BEGIN, TABLE_END
+from dsl.runtime.cli import main as svmdsl
 
 SMALL = ["--axis", "source=instruction", "--axis", "mode=long64", "--axis", "protection=none", "--jobs", "1"]
 
@@ -54,3 +56,16 @@ def test_policies_can_be_compared_with_each_other(capsys: pytest.CaptureFixture[
     """--against: what kvm-6.19 changed relative to kvm-6.6 (K-6.19-3: the opcode check)."""
     assert explore([*SMALL, "--policy", "kvm-6.19", "--against", "kvm-6.6", "--axis", "source=userspace-unbacked"]) == 0
     assert "compared with kvm-6.6" in capsys.readouterr().out
+
+
+def test_svmdsl_runs_explore_through_its_own_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert svmdsl(["explore", *SMALL, "--policy", "kvm-6.0", "--axis", "source=userspace-unbacked"]) == 0
+    assert "kvm-6.0  wrong return address" in capsys.readouterr().out
+
+
+def test_random_mode_without_hypothesis_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "hypothesis", None)  # an import of it now fails as if it were not installed
+    assert explore([*SMALL, "--random", "5"]) == 2
+    assert "needs Hypothesis: pip install hypothesis" in capsys.readouterr().err
