@@ -364,6 +364,19 @@ class _Checker:
         if step.source is ast.InjectionSource.L1 and not nested:
             self.error(step.loc, "an injection from L1 needs an L1", "an `l1 with nrips` (or `l1 without nrips`) line")
 
+    def value_kind(self, e: ast.FieldExpectation) -> None:
+        """true/false for flags, `contains "…"` for lists and only for them."""
+        name = e.observable.text
+        listed = name in vocabulary.LIST_OBSERVABLES
+        if name in vocabulary.BOOLEAN_OBSERVABLES and not isinstance(e.value, bool):
+            self.error(e.loc, f"{name} is true or false", f"expect {name} == true (or false)")
+        elif listed and (e.comparison is not ast.Comparison.CONTAINS or not isinstance(e.value, str)):
+            self.error(e.loc, f"{name} is a list of lines: check one with contains", f'expect {name} contains "…"')
+        elif not listed and e.comparison is ast.Comparison.CONTAINS:
+            self.error(e.loc, f"contains checks a list ({', '.join(vocabulary.LIST_OBSERVABLES)}), not {name}", "==")
+        elif not listed and isinstance(e.value, str):
+            self.error(e.loc, f'a "string" compares only with contains, not with {name}', "a number or a name")
+
     def under(self, under: ast.Under, policies: tuple[PolicyName, ...] | None) -> None:
         for name in under.policies:
             if not self.name(name, "policy", vocabulary.POLICIES):
@@ -394,6 +407,7 @@ class _Checker:
                     return
                 if isinstance(pick, ast.Name):
                     self.name(pick, "pick", vocabulary.PICKS)
+                self.value_kind(e)
                 if observable.text == "outcome" and isinstance(value, ast.Name):
                     self.name(value, "outcome", vocabulary.OUTCOMES)
                 if observable.text == "evidence" and isinstance(value, ast.Name):

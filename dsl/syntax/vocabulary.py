@@ -40,6 +40,13 @@ OUTCOMES: tuple[str, ...] = tuple(o.value for o in Outcome)
 EVIDENCE: tuple[str, ...] = tuple(e.value for e in Evidence)
 PICKS: tuple[str, ...] = tuple(p.value for p in Pick)
 
+#: Observables whose value is true or false (dsl.engine.vocab.Observable's comments).
+BOOLEAN_OBSERVABLES: tuple[str, ...] = (
+    "rf", "interrupt_shadow", "spurious_db", "requeued", "soft_int_injected", "l1_nmi_masked", "confirmed",
+)  # fmt: skip
+#: Observables holding several strings, checked with `contains "…"`.
+LIST_OBSERVABLES: tuple[str, ...] = ("tracepoints",)
+
 #: Observables that count things: the formatter writes their values in decimal.
 COUNTS: tuple[str, ...] = ("delivery_count", "debug_exits", "emulation_failures", "int3_injected")
 

@@ -197,3 +197,17 @@ def test_placeholders_are_substituted_in_citations_and_description() -> None:
     (expanded,) = outline.scenarios
     assert (expanded.sources, expanded.description) == (("EX-05",), "about EX-05")
     assert diagnostics(text) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("expect spurious_db == 1", "spurious_db is true or false"),
+        ('expect tracepoints == "x"', "tracepoints is a list of lines: check one with contains"),
+        ('expect next_rip contains "x"', "contains checks a list (tracepoints), not next_rip"),
+        ('expect next_rip == "0x1001"', 'a "string" compares only with contains, not with next_rip'),
+    ],
+)
+def test_values_of_the_wrong_kind(line: str, message: str) -> None:
+    (found,) = diagnostics(scenario(line))
+    assert found.message == message
