@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -44,7 +43,11 @@ def run_case(
     found = find_case(loaded, scenario, policy, row)
     if isinstance(found, str):
         return CaseResult(key, line=1, verdict=Verdict.ERROR, error=found)
-    return execute(found, loaded, profile=HardwareProfile(profile) if profile else None)
+    hardware = _profile(profile) if profile else None
+    if profile and hardware is None:
+        known = ", ".join(p.value for p in HardwareProfile)
+        return CaseResult(key, line=1, verdict=Verdict.ERROR, error=f"unknown hardware profile {profile!r}: {known}")
+    return execute(found, loaded, profile=hardware)
 
 
 def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -> Case | str:
@@ -58,9 +61,6 @@ def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -
         near = difflib.get_close_matches(scenario, list(scenarios), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         return f"{loaded.display}: no scenario titled {scenario!r}{hint}"
-    for case in scenarios[scenario].cases:
-        if case.policy is named and case.row == row:
-            return case
     offered = sorted({c.policy.value for c in scenarios[scenario].cases})
     rows = sorted({c.row for c in scenarios[scenario].cases if c.row is not None})
     what = f"policy {policy!r}" + (f", row {row}" if row is not None else "")
@@ -71,6 +71,10 @@ def find_case(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -
 @functools.cache
 def _policy(name: str) -> PolicyName | None:
     return policy_by_name(name)
+
+
+def _profile(name: str) -> HardwareProfile | None:
+    return next((p for p in HardwareProfile if p.value == name), None)
 
 
 def execute(case: Case, loaded: LoadedFile, *, profile: HardwareProfile | None = None) -> CaseResult:
@@ -165,7 +169,3 @@ def render_trace(trace: tuple[TraceEntry, ...]) -> tuple[str, ...]:
         tail = f" ({changes})" if changes else ""
         lines.append(f"{number:>3}. {entry.actor.value} {entry.action.value}: {entry.message}{rule}{tail}")
     return tuple(lines)
-
-
-#: Called after each case by long runs (progress display).
-ProgressHook = Callable[[CaseResult], None]

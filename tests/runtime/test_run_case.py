@@ -63,6 +63,21 @@ def test_unknown_scenario_or_policy_says_what_exists() -> None:
     assert "its policies: architectural, kvm-5.19" in (policy.error or "")
 
 
+def test_an_unknown_profile_is_an_error_verdict() -> None:
+    result = run_case(FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PF", "kvm-5.19", profile="z80")
+    assert result.verdict is Verdict.ERROR
+    assert "unknown hardware profile 'z80'" in (result.error or "")
+
+
+def test_a_profile_override_runs_the_case_on_other_hardware() -> None:
+    """H-6: without NRIPS the CPU pushes RIP; the case still runs and reports under the override."""
+    result = run_case(
+        FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PF", "kvm-5.19", profile="amd-no-nrips"
+    )
+    assert result.verdict is not Verdict.ERROR, result.explain()
+    assert result.result is not None
+
+
 def test_results_and_failures_pickle_for_xdist() -> None:
     result = run_case(FIXTURES / "fails.svm", "INT3 with a wrong expected return address", "architectural")
     assert pickle.loads(pickle.dumps(result)) == result
