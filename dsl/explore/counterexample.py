@@ -69,9 +69,23 @@ def render(compared: Compared, divergence: Divergence, reference: PolicyName) ->
         f"scenario {quote(scenario_title(key, reference))}:",
     ]
     body = [f"policies {policy}, {ref}", *setup_lines(program), *step_lines(program)]
-    body += [f"under {policy}: {line}" for line in expectation_lines(compared.actual, subject, extra)]
-    body += [f"under {ref}: {line}" for line in expectation_lines(compared.reference, subject, extra)]
-    return "\n".join(header + ["  " + line for line in body]) + "\n"
+    mine = expectation_lines(compared.actual, subject, extra)
+    theirs = expectation_lines(compared.reference, subject, extra)
+    if mine == theirs:
+        raise CounterexampleError(f"{policy} and {ref} look the same in the expectations of {divergence.value}")
+    body += [f"under {policy}: {line}" for line in mine]
+    body += [f"under {ref}: {line}" for line in theirs]
+    return _canonical("\n".join(header + ["  " + line for line in body]) + "\n")
+
+
+def _canonical(text: str) -> str:
+    """The language's canonical form (so `svmdsl fmt --check` passes on the folder), when the formatter exists."""
+    try:
+        from dsl.syntax.formatter import format_text
+    except ImportError:  # the formatter is optional for counterexamples: validation does not depend on it
+        return text
+    formatted: str = format_text(text, "counterexample.svm")
+    return formatted
 
 
 def _extra_vectors(actual: Result, reference: Result, subject: int) -> tuple[int, ...]:

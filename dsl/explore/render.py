@@ -265,6 +265,7 @@ def expectation_lines(result: Result, subject: Event, extra_vectors: tuple[int, 
     run = result.vmrun()
     if run is not None and run.event_inj & EVENT_VALID:
         lines.append(f"expect rf == {'true' if run.rf else 'false'}")
+        lines.append(f"expect interrupt_shadow == {'true' if run.interrupt_shadow else 'false'}")
     exit12 = result.vmcb12_exit()
     if exit12 is not None:
         lines.append(f"expect vmcb12_exit_int_info == {hexa(exit12.exit_int_info)}")

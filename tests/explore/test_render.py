@@ -42,5 +42,15 @@ def test_counterexamples_of_a_space_run_as_written_under_svmdsl_run(tmp_path: Pa
     paths = write(tmp_path, counterexamples(found, run, tmp_path))
     assert len(paths) == len(found.classes) > 0
     assert svmdsl(["run", "--no-trace", str(tmp_path)]) == 0
+    assert svmdsl(["fmt", "--check", str(tmp_path)]) == 0  # written in the language's canonical form
     again = write(tmp_path, counterexamples(found, run, tmp_path))
     assert [p.read_text(encoding="utf-8") for p in again] == [p.read_text(encoding="utf-8") for p in paths]
+
+
+def test_each_counterexample_states_how_the_policy_and_the_reference_differ(tmp_path: Path) -> None:
+    """A class about RFLAGS shows the flag (EX-17: the committing skip clears the STI shadow under nrips=0)."""
+    config = Configuration(nrips="0", vectoring="host", shadow="sti")
+    compared = compare(config, PolicyName.KVM_6_0, PolicyName.ARCHITECTURAL, run)
+    text = render(compared, compared.divergences[0], PolicyName.ARCHITECTURAL)
+    assert "under kvm-6.0: expect interrupt_shadow == false" in text
+    assert "under architectural: expect interrupt_shadow == true" in text
