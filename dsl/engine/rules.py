@@ -6,36 +6,44 @@ that rests on a derived, inferred or unverified rule is reported as "predicted, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
 from dsl.engine.vocab import Evidence
 
-RULE_EVIDENCE: dict[str, Evidence] = {
-    # H-6's next_rip rows are tagged [I] for the APM wording, but the spec settles them as hardware behaviour
-    # (README disagreement 8) and tags the examples built on them [V]; the model therefore treats H-6 as [V].
-    "H-17": Evidence.ARCH,
-    "H-21": Evidence.ARCH,
-    "H-22": Evidence.ARCH,
-    "H-23": Evidence.ARCH,
-    "H-28": Evidence.ARCH,
-    "H-32": Evidence.UNVERIFIED,  # 16-bit IP overflow: unspecified
-    "H-33": Evidence.ARCH,
-    "H-34": Evidence.ARCH,
-    "H-36": Evidence.ARCH,
-    "H-40": Evidence.INFERRED,
-    "Q-4": Evidence.INFERRED,  # one reading [I], the other [V]: the weaker one is reported
-    "Q-9": Evidence.INFERRED,
-    "K-6.0-23": Evidence.DERIVED,
-    "K-6.0-24": Evidence.DERIVED,  # the vmcb12 next_rip value is marked [D: benign deviation]
-    "K-6.0-26": Evidence.DERIVED,
-    # Two descriptions of one report (README disagreement 6); the model follows reading B.
-    "K-6.0-27": Evidence.UNVERIFIED,
-    "K-6.0-28": Evidence.DERIVED,
-    "K-6.0-31": Evidence.UNVERIFIED,  # what the CPU pushes for SEV-ES is hardware/VMSA-defined [U]
-    "K-6.19-6": Evidence.INFERRED,
-    "K-6.19-7": Evidence.DERIVED,
-    "K-7.1-7": Evidence.UNVERIFIED,
-    "K-7.1-9": Evidence.UNVERIFIED,
-    "ARCH": Evidence.ARCH,
-}
+_NO_TAGS: Mapping[str, Evidence] = MappingProxyType({})
+
+#: The specification's rules that are not [V]. Read-only: a policy's own pseudo-rules go in `Policy.evidence`.
+RULE_EVIDENCE: Mapping[str, Evidence] = MappingProxyType(
+    {
+        # H-6's next_rip rows are tagged [I] for the APM wording, but the spec settles them as hardware behaviour
+        # (README disagreement 8) and tags the examples built on them [V]; the model therefore treats H-6 as [V].
+        "H-17": Evidence.ARCH,
+        "H-21": Evidence.ARCH,
+        "H-22": Evidence.ARCH,
+        "H-23": Evidence.ARCH,
+        "H-28": Evidence.ARCH,
+        "H-32": Evidence.UNVERIFIED,  # 16-bit IP overflow: unspecified
+        "H-33": Evidence.ARCH,
+        "H-34": Evidence.ARCH,
+        "H-36": Evidence.ARCH,
+        "H-40": Evidence.INFERRED,
+        "Q-4": Evidence.INFERRED,  # one reading [I], the other [V]: the weaker one is reported
+        "Q-9": Evidence.INFERRED,
+        "K-6.0-23": Evidence.DERIVED,
+        "K-6.0-24": Evidence.DERIVED,  # the vmcb12 next_rip value is marked [D: benign deviation]
+        "K-6.0-26": Evidence.DERIVED,
+        # Two descriptions of one report (README disagreement 6); the model follows reading B.
+        "K-6.0-27": Evidence.UNVERIFIED,
+        "K-6.0-28": Evidence.DERIVED,
+        "K-6.0-31": Evidence.UNVERIFIED,  # what the CPU pushes for SEV-ES is hardware/VMSA-defined [U]
+        "K-6.19-6": Evidence.INFERRED,
+        "K-6.19-7": Evidence.DERIVED,
+        "K-7.1-7": Evidence.UNVERIFIED,
+        "K-7.1-9": Evidence.UNVERIFIED,
+        "ARCH": Evidence.ARCH,
+    }
+)
 
 #: Strongest first. [ARCH] facts count as confirmed, like [V]: they do not weaken an outcome.
 _STRENGTH: tuple[Evidence, ...] = (
@@ -46,16 +54,16 @@ _STRENGTH: tuple[Evidence, ...] = (
 )
 
 
-def evidence_of(rule: str) -> Evidence:
-    """The tag of one rule id (`K-6.0-10` → V)."""
-    return RULE_EVIDENCE.get(rule, Evidence.VERIFIED)
+def evidence_of(rule: str, policy_tags: Mapping[str, Evidence] = _NO_TAGS) -> Evidence:
+    """The tag of one rule id (`K-6.0-10` → V); `policy_tags` holds the running policy's own pseudo-rules."""
+    return policy_tags.get(rule) or RULE_EVIDENCE.get(rule, Evidence.VERIFIED)
 
 
 _RANK: dict[Evidence, int] = {tag: _STRENGTH.index(tag) for tag in _STRENGTH} | {Evidence.ARCH: 0}
 
 
-def weakest(rules: tuple[str, ...] | list[str] | set[str]) -> Evidence:
-    """The weakest evidence among `rules` ([V] when empty). Reads RULE_EVIDENCE at call time, so policy modules
-    may register the tags of their own rules (XEN-n, BHYVE-n …)."""
-    rank = max((_RANK[RULE_EVIDENCE.get(rule, Evidence.VERIFIED)] for rule in rules), default=0)
+def weakest(rules: Iterable[str], policy_tags: Mapping[str, Evidence] = _NO_TAGS) -> Evidence:
+    """The weakest evidence among `rules` ([V] when empty), with the running policy's own tags (`Policy.evidence`:
+    "xen [U]", "BHYVE-3 [I]" …) next to the specification's."""
+    rank = max((_RANK[evidence_of(rule, policy_tags)] for rule in rules), default=0)
     return _STRENGTH[rank]

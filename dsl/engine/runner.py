@@ -69,7 +69,7 @@ def run(program: Program) -> Result:
             m.notes.append(f"steps[{index}] and later not run: {m.anomaly.value if m.anomaly else ''}")
             break
         _step(m, policy, f"steps[{index}]", step)
-    return _result(m)
+    return _result(m, policy)
 
 
 def build(program: Program) -> Machine:
@@ -118,7 +118,7 @@ def _step(m: Machine, policy: Policy, field: str, step: Step) -> None:
         for _ in range(step.count):
             _guest_action(m, policy, field)
     elif isinstance(step, Inject):
-        _inject(m, field, step)
+        _inject(m, policy, field, step)
     elif isinstance(step, L1Vmrun):
         _l1_vmrun(m, policy, field, step)
     elif isinstance(step, VectoringFault):
@@ -179,8 +179,9 @@ def _guest_action(m: Machine, policy: Policy, field: str) -> None:
         _after_exit(m, policy, exit_)
 
 
-def _inject(m: Machine, field: str, step: Inject) -> None:
-    """KVM_SET_VCPU_EVENTS (K-5.19-19) or KVM_SET_GUEST_DEBUG's inject (K-5.19-20) fills KVM's queue."""
+def _inject(m: Machine, policy: Policy, field: str, step: Inject) -> None:
+    """Userspace (KVM_SET_VCPU_EVENTS, K-5.19-19) or a debugger (K-5.19-20) fills the hypervisor's event queue,
+    under the rule the running policy names for it."""
     if m.in_guest:
         raise EngineError(field, "inject", "the vCPU outside the guest (add an exit step first)")
     event = step.event
@@ -203,8 +204,12 @@ def _inject(m: Machine, field: str, step: Inject) -> None:
     else:
         queue.interrupt_injected = True
         queue.interrupt_nr, queue.interrupt_soft = event.vector, event.type is EventType.SOFT
-    rule = "K-5.19-20" if step.source is InjectionSource.GUEST_DEBUG else "K-5.19-19"
-    m.log(Actor.USERSPACE, Action.QUEUE, rule, f"{step.source.value} injects {_describe(event)}")
+    m.log(
+        Actor.USERSPACE,
+        Action.QUEUE,
+        policy.userspace_rule(step.source),
+        f"{step.source.value} injects {_describe(event)}",
+    )
 
 
 def _describe(event: Event) -> str:
@@ -330,11 +335,11 @@ def _settled(m: Machine) -> bool:
     return insn.kind not in (InsnKind.INT3, InsnKind.INTO, InsnKind.INT_N, InsnKind.ICEBP)
 
 
-def _result(m: Machine) -> Result:
+def _result(m: Machine, policy: Policy) -> Result:
     outcome = classify(m)
     return Result(
         outcome=outcome,
-        evidence=weakest(m.rules),
+        evidence=weakest(m.rules, policy.evidence),
         vmruns=tuple(m.vmruns),
         exits=tuple(m.exits),
         deliveries=tuple(m.deliveries),

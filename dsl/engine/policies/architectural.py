@@ -12,11 +12,20 @@ from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, OPCODE_INT3, OPCODE_INT_N, OPCODE_INTO, kvm_decode
 from dsl.engine.machine import Machine, Vmcb
-from dsl.engine.policies.base import NestedState, Policy, write_event_inj
-from dsl.engine.policies.kvm_5_19 import cache_vmcb12, copy_event_inj, prepare_save, reflect, requeue
+from dsl.engine.policies.base import (
+    NestedState,
+    Policy,
+    cache_vmcb12,
+    copy_event_inj,
+    in_flight_is_subject,
+    prepare_save,
+    reflect,
+    requeue,
+    write_event_inj,
+)
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action
-from dsl.engine.vocab import Actor, EventType, PolicyName, Vector
+from dsl.engine.vocab import Actor, EventType, InjectionSource, PolicyName, Vector
 
 _OPCODE_VECTOR: dict[int, int] = {OPCODE_INT3: Vector.BP, OPCODE_INTO: Vector.OF}
 
@@ -25,6 +34,9 @@ class Architectural(Policy):
     """Re-inject everything, exactly, with the architecturally right return address."""
 
     name = PolicyName.ARCHITECTURAL
+
+    def userspace_rule(self, source: InjectionSource) -> str:
+        return "ARCH"
 
     def inject_pending_event(self, m: Machine) -> None:
         queue = m.kvm.queue
@@ -91,11 +103,9 @@ class Architectural(Policy):
         if not events.is_valid(info):
             m.arch_return = None
             return
-        from dsl.engine.policies.kvm_5_19 import _chain
-
         if exit_ is not None and exit_.in_flight is not None:
             m.arch_return = exit_.in_flight.return_rip
-        chain = _chain(m, exit_)
+        chain = in_flight_is_subject(m, exit_)
         vector, event_type = events.vector_of(info), events.event_type_of(info)
         error = vmcb.exit_int_info_err if events.has_error_code(info) else None
         if event_type is EventType.NMI:
@@ -130,7 +140,7 @@ class Architectural(Policy):
         value = cached.event_inj
         soft = events.is_valid(value) and events.is_soft(events.event_type_of(value), events.vector_of(value))
         m.arch_return = m.vmcb02.next_rip if soft and m.cpu_nrips else (cached.rip if soft else None)
-        prepare_save(m)
+        prepare_save(m, "ARCH")
         return True
 
     def nested_vmexit(self, m: Machine, exit_: Exit) -> None:

@@ -9,6 +9,8 @@ when an entry is abandoned; after each #VMEXIT `complete_interrupts`, `after_vmr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import attrs
@@ -17,8 +19,8 @@ from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
 from dsl.engine.program import L1Vmrun
-from dsl.engine.result import Action
-from dsl.engine.vocab import Actor, ExitCode, PageTable, PolicyName
+from dsl.engine.result import Action, Vmcb12Exit
+from dsl.engine.vocab import Actor, Evidence, ExitCode, InjectionSource, PageTable, PolicyName
 
 
 @attrs.frozen
@@ -42,6 +44,14 @@ class Policy:
     #: Instruction intercepts L0 sets in the VMCB beyond those every policy sets (HLT, CPUID, IOIO, MSR, VMMCALL):
     #: the CPU exits with these codes instead of executing the instruction (H-18, H-20), e.g. Xen's ICEBP (XEN-4).
     intercepted_instructions: ClassVar[tuple[ExitCode, ...]] = ()
+
+    #: Evidence tags of the pseudo-rules only this policy cites ("xen [U]" …); spec rules are tagged in `rules`.
+    evidence: ClassVar[Mapping[str, Evidence]] = MappingProxyType({})
+
+    def userspace_rule(self, source: InjectionSource) -> str:
+        """The rule under which userspace (or a debugger) queues an event for this hypervisor; "" when the
+        specification states none (only KVM's API is described: K-5.19-19, K-5.19-20)."""
+        return ""
 
     # -- set-up ----------------------------------------------------------------------------------------------------
 
@@ -76,19 +86,15 @@ class Policy:
 
     def handle_exit(self, m: Machine, exit_: Exit) -> None:
         """L0 handles an exit it owns: maps pages, emulates intercepted instructions, reports debug exits."""
-        if exit_.fixes is not None:
-            table, page = exit_.fixes
-            m.missing[table].discard(page)
-            m.log(Actor.L0, Action.HANDLE, "", f"L0 maps page {page:#x} in its {table.value} tables")
-        elif exit_.code in (ExitCode.NPF, ExitCode.EXCP_PF):
-            m.log(Actor.L0, Action.HANDLE, "", "L0 fixes its page tables (shadow #PF / #NPF handled)")
+        handle_page_exit(m, exit_)
         if exit_.code in (ExitCode.HLT, ExitCode.CPUID, ExitCode.IOIO, ExitCode.MSR, ExitCode.VMMCALL):
             m.log(Actor.L0, Action.HANDLE, "", f"L0 emulates the intercepted instruction (exit {exit_.code:#x})")
             if not self.skip_emulated_instruction(m):
                 self.emulation_failed(m)
         if exit_.code == ExitCode.EXCP_BP and m.program.options.guest_debug_sw_bp:
             m.debug_exits += 1
-            m.log(Actor.L0, Action.HANDLE, "K-5.19-20", "#BP intercepted for guest debugging: KVM_EXIT_DEBUG")
+            rule = self.userspace_rule(InjectionSource.GUEST_DEBUG)
+            m.log(Actor.L0, Action.HANDLE, rule, "#BP intercepted for guest debugging: KVM_EXIT_DEBUG")
 
     def emulation_failed(self, m: Machine) -> None:
         """An ordinary intercept skip failed: the vCPU exits to userspace with an emulation error (K-6.2-4)."""
@@ -138,3 +144,114 @@ def drop(m: Machine, rule: str, message: str) -> None:
 def unmapped_code(m: Machine, linear: int, length: int) -> int | None:
     """The first page of the code range missing from the guest's tables (a fetch or decode #PF)."""
     return m.first_missing_page(PageTable.GUEST, linear, length)
+
+
+def in_flight_is_subject(m: Machine, exit_: Exit | None) -> bool:
+    """Whether the event EXITINTINFO reports is the scenario's subject (or the chain its delivery raised)."""
+    if exit_ is None or exit_.in_flight is None:
+        return m.inj_subject
+    return exit_.in_flight.subject
+
+
+def is_soft_encoding(value: int) -> bool:
+    """INT n (type 4) or #BP/#OF (type 3, vector 3/4): the events whose return address is NextRIP (H-6)."""
+    return events.is_soft(events.event_type_of(value), events.vector_of(value))
+
+
+def requeue(
+    m: Machine,
+    rule: str,
+    chain: bool,
+    *,
+    nmi: bool = False,
+    exception: tuple[int, int | None] | None = None,
+    interrupt: tuple[int, bool] | None = None,
+) -> None:
+    """Put the reported event back into KVM's queue as injected (delivered first at the next entry)."""
+    queue = m.kvm.queue
+    if nmi:
+        queue.nmi_injected = True
+    elif exception is not None:
+        queue.exception_injected = True
+        queue.exception_vector, queue.exception_error = exception
+    elif interrupt is not None:
+        queue.interrupt_injected = True
+        queue.interrupt_nr, queue.interrupt_soft = interrupt
+    queue.subject = chain
+    encoding = queue.requeued_encoding()
+    m.requeued.append(encoding)
+    if chain and m.subject is not None:
+        m.subject.requeued = True
+    m.log(Actor.L0, Action.REQUEUE, rule, f"requeue {events.describe(encoding)} as injected")
+
+
+def reinject_verbatim(m: Machine, exit_: Exit | None, rule: str) -> None:
+    """Copy EXITINTINFO (and its error code) into EVENTINJ unchanged, for the next VMRUN to deliver again."""
+    vmcb = m.vmcb
+    info, error = vmcb.exit_int_info, vmcb.exit_int_info_err
+    chain = in_flight_is_subject(m, exit_)
+    changes = (m.put(vmcb, "event_inj", info, "vmcb."), m.put(vmcb, "event_inj_err", error, "vmcb."))
+    m.requeued.append(info)
+    m.inj_subject = chain
+    if chain and m.subject is not None:
+        m.subject.requeued = m.subject.reinjected = True
+    m.log(Actor.L0, Action.REQUEUE, rule, f"EXITINTINFO {events.describe(info)} copied into EVENTINJ", *changes)
+
+
+def cache_vmcb12(m: Machine, step: L1Vmrun) -> None:
+    """KVM caches vmcb12's control fields and reads its save area (RIP, CS base)."""
+    cached = m.kvm.vmcb12
+    cached.event_inj, cached.event_inj_err, cached.next_rip = step.event_inj, step.event_inj_err, step.next_rip
+    cached.rip = step.rip if step.rip is not None else m.vmcb02.rip
+    cached.cs_base = step.cs_base if step.cs_base is not None else m.vmcb02.cs_base
+    m.log(
+        Actor.L1,
+        Action.VMRUN,
+        "",
+        f"L1 VMRUN: vmcb12 EVENTINJ {events.describe(step.event_inj)}, RIP {cached.rip:#x}, "
+        f"next_rip {step.next_rip:#x}",
+    )
+
+
+def prepare_save(m: Machine, rule: str) -> None:
+    """nested_vmcb02_prepare_save: L2's RIP and CS base from vmcb12 (after the control area, K-6.0-20)."""
+    cached = m.kvm.vmcb12
+    changes = (
+        m.put(m.vmcb02, "rip", cached.rip, "vmcb02."),
+        m.put(m.vmcb02, "cs_base", cached.cs_base, "vmcb02."),
+    )
+    m.log(Actor.L0, Action.PREPARE, rule, "vmcb02 save area from vmcb12", *changes)
+
+
+def copy_event_inj(m: Machine, rule: str) -> None:
+    """vmcb02 EVENTINJ = vmcb12 EVENTINJ; the subject mark follows an event L1 injected."""
+    cached = m.kvm.vmcb12
+    changes = (
+        m.put(m.vmcb02, "event_inj", cached.event_inj, "vmcb02."),
+        m.put(m.vmcb02, "event_inj_err", cached.event_inj_err, "vmcb02."),
+    )
+    m.inj_subject = events.is_valid(cached.event_inj) and m.subject is not None and m.subject.injected
+    m.log(Actor.L0, Action.PREPARE, rule, "vmcb02 EVENTINJ = vmcb12 EVENTINJ", *changes)
+
+
+def reflect(m: Machine, exit_: Exit, info: int, error: int, next_rip: int, rule: str) -> None:
+    """Record what L1 reads in vmcb12 after the emulated #VMEXIT."""
+    m.vmcb12_exits.append(Vmcb12Exit(exit_.code, info, error, next_rip))
+    if events.is_valid(info) and m.kvm.queue.subject and m.subject is not None:
+        m.subject.reflected = True
+    m.log(
+        Actor.L0,
+        Action.REFLECT,
+        rule,
+        f"#VMEXIT {exit_.code:#x} to L1: vmcb12 EXITINTINFO {events.describe(info)}, next_rip {next_rip:#x}",
+    )
+
+
+def handle_page_exit(m: Machine, exit_: Exit) -> None:
+    """An #NPF (or shadow #PF) exit: the hypervisor maps the page and the guest resumes."""
+    if exit_.fixes is not None:
+        table, page = exit_.fixes
+        m.missing[table].discard(page)
+        m.log(Actor.L0, Action.HANDLE, "", f"L0 maps page {page:#x} in its {table.value} tables")
+    elif exit_.code in (ExitCode.NPF, ExitCode.EXCP_PF):
+        m.log(Actor.L0, Action.HANDLE, "", "L0 fixes its page tables (#NPF / shadow #PF handled)")

@@ -5,66 +5,33 @@ never writes NextRIP (BHYVE-3): a re-injected INT3/INTO/INT n is pushed with wha
 which is 0 after an #NPF on NRIPS hardware [I]. Instruction lengths come from NextRIP − RIP (BHYVE-1); #BP exits
 go to userspace with that length (BHYVE-4). Nested SVM is not upstream (BHYVE-6).
 
-`reinject_verbatim` is shared with `xen`, which copies EXITINTINFO back into EVENTINJ the same way (XEN-1).
+`reinject_verbatim` (in `base`) is shared with `xen`, which copies EXITINTINFO back into EVENTINJ the same way (XEN-1).
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
-from dsl.engine.policies.base import NestedState, Policy, write_event_inj
+from dsl.engine.policies.base import NestedState, Policy, is_soft_encoding, reinject_verbatim, write_event_inj
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action
-from dsl.engine.rules import RULE_EVIDENCE
 from dsl.engine.vocab import Actor, EventType, Evidence, ExitCode, Outcome, PagingMode, PolicyName, Vector
 
 #: The parts of bhyve's rules that are consequences read from code, not observed (other-hypervisors.md § 4), and
-#: what the specification leaves undescribed for bhyve. Registered so a run citing them is "predicted, unconfirmed".
+#: what the specification leaves undescribed for bhyve.
+#: Tagged in the policy's evidence table, so a run citing them is "predicted, unconfirmed".
 BHYVE_3_CONSEQUENCE = "BHYVE-3 [I]"
 BHYVE_UNDESCRIBED = "bhyve [U]"
-RULE_EVIDENCE.update({BHYVE_3_CONSEQUENCE: Evidence.INFERRED, BHYVE_UNDESCRIBED: Evidence.UNVERIFIED})
-
-
-def in_flight_is_subject(m: Machine, exit_: Exit | None) -> bool:
-    """Whether the event EXITINTINFO reports is the scenario's subject (or the chain its delivery raised)."""
-    if exit_ is None or exit_.in_flight is None:
-        return m.inj_subject
-    return exit_.in_flight.subject
-
-
-def is_soft_encoding(value: int) -> bool:
-    """INT n (type 4) or #BP/#OF (type 3, vector 3/4): the events whose return address is NextRIP (H-6)."""
-    return events.is_soft(events.event_type_of(value), events.vector_of(value))
-
-
-def reinject_verbatim(m: Machine, exit_: Exit | None, rule: str) -> None:
-    """Copy EXITINTINFO (and its error code) into EVENTINJ unchanged, for the next VMRUN to deliver again."""
-    vmcb = m.vmcb
-    info, error = vmcb.exit_int_info, vmcb.exit_int_info_err
-    chain = in_flight_is_subject(m, exit_)
-    changes = (m.put(vmcb, "event_inj", info, "vmcb."), m.put(vmcb, "event_inj_err", error, "vmcb."))
-    m.requeued.append(info)
-    m.inj_subject = chain
-    if chain and m.subject is not None:
-        m.subject.requeued = m.subject.reinjected = True
-    m.log(Actor.L0, Action.REQUEUE, rule, f"EXITINTINFO {events.describe(info)} copied into EVENTINJ", *changes)
-
-
-def handle_page_exit(m: Machine, exit_: Exit) -> None:
-    """An #NPF (or shadow #PF) exit: the hypervisor maps the page and the guest resumes."""
-    if exit_.fixes is not None:
-        table, page = exit_.fixes
-        m.missing[table].discard(page)
-        m.log(Actor.L0, Action.HANDLE, "", f"L0 maps page {page:#x} in its {table.value} tables")
-    elif exit_.code in (ExitCode.NPF, ExitCode.EXCP_PF):
-        m.log(Actor.L0, Action.HANDLE, "", "L0 fixes its page tables (#NPF / shadow #PF handled)")
 
 
 class Bhyve(Policy):
     """Re-inject every event EXITINTINFO reports, verbatim, without ever writing NextRIP."""
 
     name = PolicyName.BHYVE
+    evidence = MappingProxyType({BHYVE_3_CONSEQUENCE: Evidence.INFERRED, BHYVE_UNDESCRIBED: Evidence.UNVERIFIED})
 
     # -- set-up -------------------------------------------------------------------------------------------------------
 

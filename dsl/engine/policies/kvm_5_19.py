@@ -6,22 +6,30 @@ Hooks are named after the KVM functions they model (`svm_skip_emulated_instructi
 
 from __future__ import annotations
 
-import attrs
-
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, KvmDecode, kvm_decode
-from dsl.engine.machine import RFLAGS_OF, Machine, Vmcb
-from dsl.engine.policies.base import NestedState, Policy, unmapped_code, write_event_inj
+from dsl.engine.machine import Machine, Vmcb
+from dsl.engine.policies.base import (
+    NestedState,
+    Policy,
+    cache_vmcb12,
+    copy_event_inj,
+    in_flight_is_subject,
+    prepare_save,
+    reflect,
+    requeue,
+    unmapped_code,
+    write_event_inj,
+)
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action, Change
-from dsl.engine.vocab import Actor, CpuMode, EventType, Outcome, PolicyName, Protection, Vector
+from dsl.engine.vocab import Actor, CpuMode, EventType, InjectionSource, Outcome, PolicyName, Protection, Vector
 
 #: #PF error code KVM's decoder raises for a fetch from a non-present page (I/D bit).
 PF_FETCH_ERROR = 0x10
 VC_VECTOR = 29  # #VC is never re-injected (K-5.19-14)
 MASK_16 = 0xFFFF
-_ = RFLAGS_OF
 
 
 class Kvm519(Policy):
@@ -35,6 +43,10 @@ class Kvm519(Policy):
         """L1 sees NRIPS only if the effective `nrips` is 1 and L1's CPUID has the bit (K-5.19-3)."""
         nesting = m.program.setup.nesting
         return m.kvm.nrips and nesting is not None and nesting.l1_nrips
+
+    def userspace_rule(self, source: InjectionSource) -> str:
+        """KVM_SET_VCPU_EVENTS fills the queue (K-5.19-19); KVM_SET_GUEST_DEBUG's #BP intercept (K-5.19-20)."""
+        return "K-5.19-20" if source is InjectionSource.GUEST_DEBUG else "K-5.19-19"
 
     # -- the skip (K-5.19-6, K-5.19-7) -----------------------------------------------------------------------------
 
@@ -187,7 +199,7 @@ class Kvm519(Policy):
         info = vmcb.exit_int_info
         if not events.is_valid(info):
             return
-        chain = _chain(m, exit_)
+        chain = in_flight_is_subject(m, exit_)
         vector, event_type = events.vector_of(info), events.event_type_of(info)
         error = vmcb.exit_int_info_err if events.has_error_code(info) else None
         if event_type is EventType.NMI:
@@ -234,7 +246,7 @@ class Kvm519(Policy):
         kvm = m.kvm
         kvm.guest_mode, kvm.nested_run_pending = True, True
         self.prepare_control(m, kvm.vmcb12.rip, kvm.vmcb12.cs_base)
-        prepare_save(m)
+        prepare_save(m, "K-6.0-21")
         return True
 
     def check_vmcb12(self, m: Machine) -> None:
@@ -270,90 +282,6 @@ class Kvm519(Policy):
 # -- helpers shared with later KVM policies ------------------------------------------------------------------------
 
 
-def _chain(m: Machine, exit_: Exit | None) -> bool:
-    """Whether the event EXITINTINFO reports belongs to the subject (or the chain its delivery raised)."""
-    if exit_ is None:
-        return m.inj_subject
-    return exit_.in_flight.subject if exit_.in_flight is not None else False
-
-
-def requeue(
-    m: Machine,
-    rule: str,
-    chain: bool,
-    *,
-    nmi: bool = False,
-    exception: tuple[int, int | None] | None = None,
-    interrupt: tuple[int, bool] | None = None,
-) -> None:
-    """Put the reported event back into KVM's queue as injected (delivered first at the next entry)."""
-    queue = m.kvm.queue
-    if nmi:
-        queue.nmi_injected = True
-    elif exception is not None:
-        queue.exception_injected = True
-        queue.exception_vector, queue.exception_error = exception
-    elif interrupt is not None:
-        queue.interrupt_injected = True
-        queue.interrupt_nr, queue.interrupt_soft = interrupt
-    queue.subject = chain
-    encoding = queue.requeued_encoding()
-    m.requeued.append(encoding)
-    if chain and m.subject is not None:
-        m.subject.requeued = True
-    m.log(Actor.L0, Action.REQUEUE, rule, f"requeue {events.describe(encoding)} as injected")
-
-
-def cache_vmcb12(m: Machine, step: L1Vmrun) -> None:
-    """KVM caches vmcb12's control fields and reads its save area (RIP, CS base)."""
-    cached = m.kvm.vmcb12
-    cached.event_inj, cached.event_inj_err, cached.next_rip = step.event_inj, step.event_inj_err, step.next_rip
-    cached.rip = step.rip if step.rip is not None else m.vmcb02.rip
-    cached.cs_base = step.cs_base if step.cs_base is not None else m.vmcb02.cs_base
-    m.log(
-        Actor.L1,
-        Action.VMRUN,
-        "",
-        f"L1 VMRUN: vmcb12 EVENTINJ {events.describe(step.event_inj)}, RIP {cached.rip:#x}, "
-        f"next_rip {step.next_rip:#x}",
-    )
-
-
-def prepare_save(m: Machine) -> None:
-    """nested_vmcb02_prepare_save: L2's RIP and CS base from vmcb12 (after the control area, K-6.0-20)."""
-    cached = m.kvm.vmcb12
-    changes = (
-        m.put(m.vmcb02, "rip", cached.rip, "vmcb02."),
-        m.put(m.vmcb02, "cs_base", cached.cs_base, "vmcb02."),
-    )
-    m.log(Actor.L0, Action.PREPARE, "K-6.0-21", "vmcb02 save area from vmcb12", *changes)
-
-
-def copy_event_inj(m: Machine, rule: str) -> None:
-    cached = m.kvm.vmcb12
-    changes = (
-        m.put(m.vmcb02, "event_inj", cached.event_inj, "vmcb02."),
-        m.put(m.vmcb02, "event_inj_err", cached.event_inj_err, "vmcb02."),
-    )
-    m.inj_subject = events.is_valid(cached.event_inj) and m.subject is not None and m.subject.injected
-    m.log(Actor.L0, Action.PREPARE, rule, "vmcb02 EVENTINJ = vmcb12 EVENTINJ", *changes)
-
-
-def reflect(m: Machine, exit_: Exit, info: int, error: int, next_rip: int, rule: str) -> None:
-    """Record what L1 reads in vmcb12 after the emulated #VMEXIT."""
-    from dsl.engine.result import Vmcb12Exit
-
-    m.vmcb12_exits.append(Vmcb12Exit(exit_.code, info, error, next_rip))
-    if events.is_valid(info) and m.kvm.queue.subject and m.subject is not None:
-        m.subject.reflected = True
-    m.log(
-        Actor.L0,
-        Action.REFLECT,
-        rule,
-        f"#VMEXIT {exit_.code:#x} to L1: vmcb12 EXITINTINFO {events.describe(info)}, next_rip {next_rip:#x}",
-    )
-
-
 def restore_fresh(m: Machine, saved: NestedState) -> None:
     """A fresh destination vCPU: new vmcb02 (RIP, CS base, next_rip 0), KVM's soft-event record empty."""
     from dsl.engine.result import SoftIntRecord
@@ -370,4 +298,4 @@ def restore_fresh(m: Machine, saved: NestedState) -> None:
     m.log(Actor.USERSPACE, Action.RESTORE, "K-6.0-21", f"restore into a fresh vCPU ({order})")
 
 
-__all__ = ["Kvm519", "attrs"]
+__all__ = ["Kvm519", "restore_fresh"]

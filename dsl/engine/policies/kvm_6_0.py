@@ -13,8 +13,15 @@ import attrs
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
-from dsl.engine.policies.base import NestedState, drop, write_event_inj
-from dsl.engine.policies.kvm_5_19 import Kvm519, copy_event_inj, requeue, restore_fresh
+from dsl.engine.policies.base import (
+    NestedState,
+    copy_event_inj,
+    drop,
+    in_flight_is_subject,
+    requeue,
+    write_event_inj,
+)
+from dsl.engine.policies.kvm_5_19 import Kvm519, restore_fresh
 from dsl.engine.result import Action, SoftIntRecord
 from dsl.engine.vocab import Actor, EventType, PolicyName, Vector
 
@@ -132,8 +139,6 @@ class Kvm60(Kvm519):
 
     def complete_interrupts(self, m: Machine, exit_: Exit | None) -> None:
         """svm_complete_interrupts (K-6.0-9): the soft-event record is consumed by exactly one VMRUN."""
-        from dsl.engine.policies.kvm_5_19 import _chain
-
         kvm, vmcb = m.kvm, m.vmcb
         l1nmi, soft = kvm.nmi_l1_to_l2, kvm.soft_int.injected
         kvm.nmi_l1_to_l2 = False
@@ -145,7 +150,7 @@ class Kvm60(Kvm519):
             if soft:
                 m.log(Actor.L0, Action.COMPLETE, "K-6.0-12", "EXITINTINFO not valid: the soft event was delivered")
             return
-        chain = _chain(m, exit_)
+        chain = in_flight_is_subject(m, exit_)
         vector, event_type = events.vector_of(info), events.event_type_of(info)
         error = vmcb.exit_int_info_err if events.has_error_code(info) else None
         if soft:

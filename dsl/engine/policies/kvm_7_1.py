@@ -11,7 +11,7 @@ from __future__ import annotations
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
-from dsl.engine.policies.kvm_5_19 import copy_event_inj
+from dsl.engine.policies.base import copy_event_inj
 from dsl.engine.policies.kvm_6_19 import Kvm619
 from dsl.engine.result import Action, SoftIntRecord, Vmcb12Exit
 from dsl.engine.vocab import Actor, EventType, ExitCode, Outcome, PolicyName, Protection, Vector

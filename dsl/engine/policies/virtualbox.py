@@ -11,16 +11,25 @@ SVM (IEM) converts vmcb12 EVENTINJ into a trap without honouring L1's NextRIP (V
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
 from dsl.engine.machine import Machine
-from dsl.engine.policies.base import NestedState, Policy, write_event_inj
-from dsl.engine.policies.bhyve import in_flight_is_subject, is_soft_encoding
-from dsl.engine.policies.kvm_5_19 import cache_vmcb12, copy_event_inj, reflect, requeue
+from dsl.engine.policies.base import (
+    NestedState,
+    Policy,
+    cache_vmcb12,
+    copy_event_inj,
+    in_flight_is_subject,
+    is_soft_encoding,
+    reflect,
+    requeue,
+    write_event_inj,
+)
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import RFLAGS_RF, Action, Change
-from dsl.engine.rules import RULE_EVIDENCE
 from dsl.engine.vocab import (
     EXCEPTION_EXIT_BASE,
     Actor,
@@ -35,17 +44,11 @@ from dsl.engine.vocab import (
 )
 
 #: The [I] consequences of VBOX-3 and VBOX-6 (no NextRIP written), and what the specification leaves undescribed
-#: for VirtualBox. Registered so a run citing them is "predicted, unconfirmed".
+#: for VirtualBox.
+#: Tagged in the policy's evidence table, so a run citing them is "predicted, unconfirmed".
 VBOX_3_CONSEQUENCE = "VBOX-3 [I]"
 VBOX_6_CONSEQUENCE = "VBOX-6 [I]"
 VBOX_UNDESCRIBED = "virtualbox [U]"
-RULE_EVIDENCE.update(
-    {
-        VBOX_3_CONSEQUENCE: Evidence.INFERRED,
-        VBOX_6_CONSEQUENCE: Evidence.INFERRED,
-        VBOX_UNDESCRIBED: Evidence.UNVERIFIED,
-    }
-)
 
 #: Exception intercepts are exit codes 0x40-0x5F, one per vector (APM Appendix C).
 EXCEPTION_EXIT_COUNT = 32
@@ -64,6 +67,13 @@ class VirtualBox(Policy):
     """Retry INT n always and INT3/INTO on exception exits; re-inject the rest through EVENTINJ only."""
 
     name = PolicyName.VIRTUALBOX
+    evidence = MappingProxyType(
+        {
+            VBOX_3_CONSEQUENCE: Evidence.INFERRED,
+            VBOX_6_CONSEQUENCE: Evidence.INFERRED,
+            VBOX_UNDESCRIBED: Evidence.UNVERIFIED,
+        }
+    )
 
     # -- exit ---------------------------------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ EVENTINJ but not NextRIP (XEN-7). Xen has no `nrips` parameter: only the CPU's N
 from __future__ import annotations
 
 import enum
+from types import MappingProxyType
 
 import attrs
 
@@ -18,12 +19,19 @@ from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
 from dsl.engine.machine import ADDRESS_MASK_32, Machine
-from dsl.engine.policies.base import NestedState, Policy, write_event_inj
-from dsl.engine.policies.bhyve import handle_page_exit, in_flight_is_subject, reinject_verbatim
-from dsl.engine.policies.kvm_5_19 import cache_vmcb12, copy_event_inj, reflect
+from dsl.engine.policies.base import (
+    NestedState,
+    Policy,
+    cache_vmcb12,
+    copy_event_inj,
+    handle_page_exit,
+    in_flight_is_subject,
+    reflect,
+    reinject_verbatim,
+    write_event_inj,
+)
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import RFLAGS_RF, Action, Change
-from dsl.engine.rules import RULE_EVIDENCE
 from dsl.engine.vocab import (
     Actor,
     CpuMode,
@@ -38,13 +46,11 @@ from dsl.engine.vocab import (
 )
 
 #: The [I] consequence of XEN-7, consequences derived from XEN-1 … XEN-3 that no source states, and what the
-#: specification leaves undescribed for Xen. Registered so a run citing them is "predicted, unconfirmed".
+#: specification leaves undescribed for Xen.
+#: Tagged in the policy's evidence table, so a run citing them is "predicted, unconfirmed".
 XEN_7_CONSEQUENCE = "XEN-7 [I]"
 XEN_DERIVED = "xen [D]"
 XEN_UNDESCRIBED = "xen [U]"
-RULE_EVIDENCE.update(
-    {XEN_7_CONSEQUENCE: Evidence.INFERRED, XEN_DERIVED: Evidence.DERIVED, XEN_UNDESCRIBED: Evidence.UNVERIFIED}
-)
 
 #: The instruction `svm_get_insn_len` must find for each exit it serves (XEN-4, XEN-5).
 EXPECTED_INSTRUCTION: dict[int, InsnKind] = {
@@ -102,6 +108,9 @@ class Xen(Policy):
     """Retry soft events cut short; inject with NextRIP = RIP + length, or RIP advanced without NRIPS."""
 
     name = PolicyName.XEN
+    evidence = MappingProxyType(
+        {XEN_7_CONSEQUENCE: Evidence.INFERRED, XEN_DERIVED: Evidence.DERIVED, XEN_UNDESCRIBED: Evidence.UNVERIFIED}
+    )
     intercepted_instructions = (ExitCode.ICEBP,)  # XEN-4: ICEBP is always intercepted
 
     # -- set-up -------------------------------------------------------------------------------------------------------
