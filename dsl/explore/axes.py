@@ -69,6 +69,9 @@ DEBUG_NONE = "none"
 DEBUG_DR0 = "dr0"  # a DR0 code breakpoint on the instruction (H-37)
 DEBUG_RF = "rf"  # RFLAGS.RF set: the breakpoint is suppressed for one instruction (H-34)
 
+PREVIOUS_NONE = "none"
+PREVIOUS_OUT = "out"  # the last exit was an intercepted OUT just before RIP: VMCB next_rip left stale (EX-22)
+
 SHADOW_NONE = "none"
 SHADOW_STI = "sti"  # the instruction runs in an STI shadow (EX-17)
 
@@ -162,10 +165,16 @@ AXES: tuple[Axis, ...] = (
         (DECODE_OK, DECODE_UNMAPPED),
     ),
     Axis(
+        "previous_exit",
+        "the exit before an injection: none (fresh vCPU, next_rip 0) or an intercepted OUT (next_rip stale, EX-22)",
+        (PREVIOUS_NONE, PREVIOUS_OUT),
+        (PREVIOUS_NONE, PREVIOUS_OUT),
+    ),
+    Axis(
         "debug",
         "DR7 code breakpoints and RFLAGS.RF (H-34, H-37)",
         (DEBUG_NONE, DEBUG_DR0, DEBUG_RF),
-        (DEBUG_NONE, DEBUG_DR0, DEBUG_RF),
+        (DEBUG_NONE, DEBUG_DR0),
     ),
     Axis("shadow", "interrupt shadow at the instruction (H-35)", (SHADOW_NONE, SHADOW_STI), (SHADOW_NONE, SHADOW_STI)),
     Axis(

@@ -61,6 +61,9 @@ LINEAR_MASK_32 = 0xFFFF_FFFF
 #: instruction under test, and stands at RIP when the injected event has no instruction behind it (EX-23).
 FOLLOWER = bytes.fromhex("89c8")
 
+#: `E6 80` (OUT 0x80, AL): an intercepted instruction whose exit leaves a next_rip behind (EX-22).
+OUT_BYTES = bytes.fromhex("e680")
+
 #: Each instruction's bytes and the event it raises (vector, EVENTINJ type) — README § Encodings.
 INSTRUCTION_BYTES: dict[str, bytes] = {
     "int3": bytes.fromhex("cc"),
@@ -130,14 +133,20 @@ def _setup(config: Configuration) -> Setup:
     if config.nested:
         intercepted = (Vector.PF,) if config.vectoring == axes.VECTORING_L1 else ()
         nesting = Nesting(l1_nrips=config.l1_nrips == axes.YES, intercepted_exceptions=intercepted)
+    code = CodeBytes(linear, instruction + FOLLOWER)
+    rip = DEFAULT_RIP
+    if config.previous_exit == axes.PREVIOUS_OUT:
+        # EX-22: `E6 80` right before the instruction; its intercept leaves next_rip = 0x1000 in the VMCB.
+        rip -= len(OUT_BYTES)
+        code = CodeBytes(linear - len(OUT_BYTES), OUT_BYTES + code.data)
     return Setup(
         mode=CpuMode(config.mode),
         cs_base=int(config.cs_base, 16),
-        rip=DEFAULT_RIP,
+        rip=rip,
         rflags=rflags,
         interrupt_shadow=config.shadow == axes.SHADOW_STI,
         breakpoints=breakpoints,
-        code=(CodeBytes(linear, instruction + FOLLOWER),),
+        code=(code,),
         idt=idt,
         nesting=nesting,
     )
@@ -204,7 +213,8 @@ def _steps(config: Configuration) -> tuple[Step, ...]:
         return (Execute(), *faults, *changes, reinject, *_cancel(config), Run())
     if config.source in (axes.SOURCE_USERSPACE, axes.SOURCE_USERSPACE_UNBACKED):
         inject = Inject(InjectionSource.USERSPACE, event)
-        return (*faults, *changes, inject, *_cancel(config), Run())
+        previous = (Execute(),) if config.previous_exit == axes.PREVIOUS_OUT else ()
+        return (*previous, *faults, *changes, inject, *_cancel(config), Run())
     return (*faults, *changes, _l1_vmrun(config, event), *_cancel(config), Run())
 
 

@@ -26,6 +26,7 @@ _INJECTED_SOURCES: tuple[str, ...] = (
     axes.SOURCE_L1,
     axes.SOURCE_L1_UNBACKED,
 )
+_USERSPACE_SOURCES: tuple[str, ...] = (axes.SOURCE_USERSPACE, axes.SOURCE_USERSPACE_UNBACKED)
 _NRIPS_PROFILE = "amd-nrips"
 _LONG_MODE = "long64"
 _INTO = "into"
@@ -53,6 +54,7 @@ class Configuration:
     second_exit: str = attrs.field(default=axes.SECOND_NONE, validator=_in_axis("second_exit"))
     code_change: str = attrs.field(default=axes.CODE_UNCHANGED, validator=_in_axis("code_change"))
     decode: str = attrs.field(default=axes.DECODE_OK, validator=_in_axis("decode"))
+    previous_exit: str = attrs.field(default=axes.PREVIOUS_NONE, validator=_in_axis("previous_exit"))
     debug: str = attrs.field(default=axes.DEBUG_NONE, validator=_in_axis("debug"))
     shadow: str = attrs.field(default=axes.SHADOW_NONE, validator=_in_axis("shadow"))
     protection: str = attrs.field(default="none", validator=_in_axis("protection"))
@@ -111,6 +113,10 @@ def applicable(config: Configuration) -> bool:
         return False  # nobody reads the code again after the guest executed it
     if not (config.vectoring == axes.VECTORING_HOST and at_first("protection")) and not at_first("paging"):
         return False  # paging decides only which fault L0 takes; SEV guests always use NPT
+    if config.source not in _USERSPACE_SOURCES and not at_first("previous_exit"):
+        return False  # a stale next_rip matters to KVM's own injections (EX-21, EX-22)
+    if not at_first("previous_exit") and not at_first("shadow"):
+        return False  # the OUT would consume the STI shadow meant for the instruction
     if config.nested and not at_first("protection"):
         return False  # the model's SEV guests are not nested
     # A vmcb12 CS base under a 64-bit L2 adds nothing to EX-12's non-nested case.

@@ -40,7 +40,7 @@ def test_the_markdown_table_is_printed_between_markers(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert out.startswith(TABLE_BEGIN)
     assert out.rstrip().endswith(TABLE_END)
-    assert "| kvm-5.19 | spurious #DB |" in out
+    assert "| kvm-5.19 | lost event |" in out
 
 
 def test_output_writes_one_counterexample_per_class(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

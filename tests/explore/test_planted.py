@@ -99,7 +99,13 @@ def test_random_mode_shrinks_the_planted_divergence_to_a_minimal_case() -> None:
 
     Minimal here means: putting any axis back to its first value loses the divergence (or is not applicable).
     """
-    space = _space("source=instruction,userspace", "mode=long64,protected32,compat32", "protection=none", "decode=ok")
+    space = _space(
+        "source=instruction,userspace",
+        "mode=long64,protected32,compat32",
+        "protection=none",
+        "decode=ok",
+        "previous_exit=none",
+    )
     found = explore_random(space, (KVM_6_0,), examples=80, seed=1)
     classes = dict(found.classes)
     key = ClassKey(KVM_6_0, Divergence.WRONG_RETURN_ADDRESS)

@@ -91,3 +91,12 @@ def test_cs_base_applies_outside_64_bit_mode_only() -> None:
     """H-31: the linear RIP adds CS.base except in 64-bit mode."""
     assert linear_rip(Configuration(cs_base="0x10000")) == 0x1000
     assert linear_rip(Configuration(cs_base="0x10000", mode=CpuMode.COMPAT_32.value)) == 0x11000
+
+
+def test_an_out_before_a_userspace_injection_leaves_a_stale_next_rip() -> None:
+    """EX-22: `E6 80` at 0x0FFE is intercepted first; KVM skips to 0x1000 and the VMCB keeps next_rip 0x1000."""
+    program = build_program(Configuration(source="userspace", previous_exit="out"), PolicyName.KVM_6_0)
+    assert program.setup.rip == 0x0FFE
+    assert program.setup.code[0].data[:3] == bytes.fromhex("e680cc")
+    assert program.steps[0] == Execute()
+    assert not applicable(Configuration(previous_exit="out"))  # the guest's own INT3 does not read next_rip
