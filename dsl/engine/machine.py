@@ -46,6 +46,24 @@ HANDLER_BASE = 0xFFFF_0000
 HANDLER_STRIDE = 0x10
 
 
+#: How the trace shows an empty event queue.
+NOTHING_QUEUED = "—"
+#: Trace actions whose entry reports a change of KVM's event queue as `Change("queue", old, new)`.
+QUEUE_ACTIONS: frozenset[Action] = frozenset(
+    (
+        Action.QUEUE,
+        Action.REQUEUE,
+        Action.INJECT,
+        Action.DROP,
+        Action.CANCEL,
+        Action.COMPLETE,
+        Action.DECODE,  # the emulator's skip clears a queued exception first (K-5.19-7 step b)
+        Action.FAIL,
+        Action.REFLECT,
+    )
+)
+
+
 def page_of(address: int) -> int:
     return address >> PAGE_SHIFT
 
@@ -103,6 +121,19 @@ class EventQueue:
             or self.nmi_injected
             or self.interrupt_injected
         )
+
+    def describe(self) -> str:
+        """What the queue holds, for the trace: `#BP injected`, `INT 0x80 soft injected`, `NMI pending`, or `—`."""
+        parts: list[str] = []
+        if self.exception_pending or self.exception_injected:
+            state = "injected" if self.exception_injected else "pending"
+            parts.append(f"{events.VECTOR_NAMES[self.exception_vector]} {state}")
+        if self.nmi_injected or self.nmi_pending:
+            parts.append("NMI injected" if self.nmi_injected else "NMI pending")
+        if self.interrupt_injected:
+            kind = "soft" if self.interrupt_soft else "interrupt"
+            parts.append(f"INT {self.interrupt_nr:#x} {kind} injected")
+        return "; ".join(parts) if parts else NOTHING_QUEUED
 
     def requeued_encoding(self) -> int:
         """The queued re-injection as EVENTINJ would encode it (for vmcb12 EXITINTINFO, K-5.19-24)."""
@@ -240,6 +271,7 @@ class Machine:
     pending_exception_seen: int | None = None
     debug_exits: int = 0
     l1_nmi_masked: bool = False
+    queue_shown: str = NOTHING_QUEUED  # the event queue as the trace last reported it
 
     # -- the current VMCB and guest registers ----------------------------------------------------------------------
 
@@ -334,7 +366,16 @@ class Machine:
     # -- recording -------------------------------------------------------------------------------------------------
 
     def log(self, actor: Actor, action: Action, rule: str, message: str, *changes: Change) -> None:
-        """Append one trace entry; the rule also joins the set the outcome's evidence is computed from."""
+        """Append one trace entry; the rule also joins the set the outcome's evidence is computed from.
+
+        Entries that can change KVM's event queue (QUEUE_ACTIONS) also report it when it changed since the last
+        report, so the trace shows the queued event without a reader having to infer it from the actions.
+        """
+        if action in QUEUE_ACTIONS:
+            shown = self.kvm.queue.describe()
+            if shown != self.queue_shown:
+                changes = (*changes, Change("queue", self.queue_shown, shown))
+                self.queue_shown = shown
         self.trace.append(TraceEntry(actor, action, rule, message, changes))
         if rule and rule not in self.rules:
             self.rules.append(rule)

@@ -16,6 +16,7 @@ from dsl.engine.policies.base import (
     NestedState,
     Policy,
     cache_vmcb12,
+    clear_queue,
     copy_event_inj,
     in_flight_is_subject,
     prepare_save,
@@ -94,8 +95,8 @@ class Architectural(Policy):
         self.complete_interrupts(m, None)
 
     def complete_interrupts(self, m: Machine, exit_: Exit | None) -> None:
-        vmcb, queue = m.vmcb, m.kvm.queue
-        queue.clear_all()
+        vmcb = m.vmcb
+        clear_queue(m, "ARCH")
         if m.arch_origin is not None:
             m.log(Actor.L0, Action.UNWIND, "ARCH", "RIP back to the instruction", m.put(vmcb, "rip", m.arch_origin))
             m.arch_origin = None
@@ -149,7 +150,6 @@ class Architectural(Policy):
         vmcb02 = m.vmcb02
         next_rip = vmcb02.next_rip if l1_nrips else 0
         reflect(m, exit_, vmcb02.exit_int_info, vmcb02.exit_int_info_err, next_rip, "ARCH")
-        m.kvm.queue.clear_all()
         m.kvm.guest_mode = False
         m.l1_has_control = True
 

@@ -121,15 +121,19 @@ class Policy:
 # -- helpers shared by the hooks -----------------------------------------------------------------------------------
 
 
-def write_event_inj(m: Machine, rule: str, value: int, error_code: int, label: str) -> None:
-    """Write EVENTINJ (+ error code); the subject mark travels with the queued event."""
+def write_event_inj(
+    m: Machine, rule: str, value: int, error_code: int, label: str, subject: bool | None = None
+) -> None:
+    """Write EVENTINJ (+ error code); the subject mark travels with the queued event (or is given, when the
+    hypervisor took the event out of its queue first)."""
     vmcb = m.vmcb
     changes = (
         m.put(vmcb, "event_inj", value, "vmcb."),
         m.put(vmcb, "event_inj_err", error_code, "vmcb."),
     )
-    m.inj_subject = m.kvm.queue.subject
-    if m.kvm.queue.subject and m.subject is not None and (m.subject.requeued or m.subject.dropped):
+    carries = m.kvm.queue.subject if subject is None else subject
+    m.inj_subject = carries
+    if carries and m.subject is not None and (m.subject.requeued or m.subject.dropped):
         m.subject.reinjected = True
     m.log(Actor.L0, Action.INJECT, rule, f"{label}: EVENTINJ {events.describe(value)}", *changes)
 
@@ -144,6 +148,13 @@ def drop(m: Machine, rule: str, message: str) -> None:
 def unmapped_code(m: Machine, linear: int, length: int) -> int | None:
     """The first page of the code range missing from the guest's tables (a fetch or decode #PF)."""
     return m.first_missing_page(PageTable.GUEST, linear, length)
+
+
+def clear_queue(m: Machine, rule: str) -> None:
+    """The completion empties the event queue before requeueing what EXITINTINFO reports (K-5.19-12)."""
+    m.kvm.queue.clear_all()
+    if m.kvm.queue.describe() != m.queue_shown:
+        m.log(Actor.L0, Action.COMPLETE, rule, "completion: the event queue is emptied")
 
 
 def in_flight_is_subject(m: Machine, exit_: Exit | None) -> bool:
@@ -235,10 +246,11 @@ def copy_event_inj(m: Machine, rule: str) -> None:
 
 
 def reflect(m: Machine, exit_: Exit, info: int, error: int, next_rip: int, rule: str) -> None:
-    """Record what L1 reads in vmcb12 after the emulated #VMEXIT."""
+    """Record what L1 reads in vmcb12 after the emulated #VMEXIT; L0's queue for L2 is emptied (it went to L1)."""
     m.vmcb12_exits.append(Vmcb12Exit(exit_.code, info, error, next_rip))
     if events.is_valid(info) and m.kvm.queue.subject and m.subject is not None:
         m.subject.reflected = True
+    m.kvm.queue.clear_all()
     m.log(
         Actor.L0,
         Action.REFLECT,

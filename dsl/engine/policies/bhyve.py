@@ -97,8 +97,9 @@ class Bhyve(Policy):
             value, error = events.encode(queue.interrupt_nr, EventType.INTR), 0
         else:
             return
-        write_event_inj(m, "BHYVE-2", value, error, "svm_eventinject")
-        queue.clear_all()
+        subject = queue.subject
+        queue.clear_all()  # taken out of the queue into EVENTINJ
+        write_event_inj(m, "BHYVE-2", value, error, "svm_eventinject", subject)
         self.note_next_rip(m, value)
 
     def note_next_rip(self, m: Machine, value: int) -> None:

@@ -14,6 +14,7 @@ from dsl.engine.policies.base import (
     NestedState,
     Policy,
     cache_vmcb12,
+    clear_queue,
     copy_event_inj,
     in_flight_is_subject,
     prepare_save,
@@ -195,7 +196,7 @@ class Kvm519(Policy):
         kvm, vmcb = m.kvm, m.vmcb
         int3 = kvm.int3_injected
         kvm.int3_injected = 0
-        kvm.queue.clear_all()
+        clear_queue(m, "K-5.19-12")
         info = vmcb.exit_int_info
         if not events.is_valid(info):
             return

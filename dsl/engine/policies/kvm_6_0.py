@@ -15,6 +15,7 @@ from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
 from dsl.engine.policies.base import (
     NestedState,
+    clear_queue,
     copy_event_inj,
     drop,
     in_flight_is_subject,
@@ -144,7 +145,7 @@ class Kvm60(Kvm519):
         kvm.nmi_l1_to_l2 = False
         if soft:
             kvm.soft_int = attrs.evolve(kvm.soft_int, injected=False)
-        kvm.queue.clear_all()
+        clear_queue(m, "K-6.0-9")
         info = vmcb.exit_int_info
         if not events.is_valid(info):
             if soft:

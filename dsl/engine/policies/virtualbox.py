@@ -21,6 +21,7 @@ from dsl.engine.policies.base import (
     NestedState,
     Policy,
     cache_vmcb12,
+    clear_queue,
     copy_event_inj,
     in_flight_is_subject,
     is_soft_encoding,
@@ -80,7 +81,7 @@ class VirtualBox(Policy):
     def complete_interrupts(self, m: Machine, exit_: Exit | None) -> None:
         """`hmR0SvmCheckExitDueToEventDelivery`: re-inject or re-execute what EXITINTINFO reports (VBOX-1, -2)."""
         vmcb = m.vmcb
-        m.kvm.queue.clear_all()
+        clear_queue(m, "VBOX-1")
         info = vmcb.exit_int_info
         if not events.is_valid(info):
             return
@@ -160,8 +161,9 @@ class VirtualBox(Policy):
             value, error = events.encode(queue.interrupt_nr, kind), None
         else:
             return
-        write_event_inj(m, "VBOX-3", value, error or 0, "hmR0SvmInjectEventVmcb")
-        queue.clear_all()
+        subject = queue.subject
+        queue.clear_all()  # taken out of the queue into EVENTINJ
+        write_event_inj(m, "VBOX-3", value, error or 0, "hmR0SvmInjectEventVmcb", subject)
         if is_soft_encoding(value):
             vmcb = m.vmcb
             pushed = f"NextRIP {vmcb.next_rip:#x}" if m.cpu_nrips else f"RIP {vmcb.rip:#x}"
@@ -198,7 +200,6 @@ class VirtualBox(Policy):
                 m.subject.reflected = True
         m.log(Actor.L0, Action.NOTE, VBOX_UNDESCRIBED, "the nested guest's NextRIP for L1 is not described")
         reflect(m, exit_, info, error, vmcb02.next_rip, "VBOX-6")
-        m.kvm.queue.clear_all()
         m.kvm.guest_mode = False
         m.l1_has_control = True
 

@@ -335,7 +335,6 @@ class Xen(Policy):
         if events.is_valid(vmcb02.exit_int_info) and in_flight_is_subject(m, exit_) and m.subject is not None:
             m.subject.reflected = True
         reflect(m, exit_, vmcb02.exit_int_info, vmcb02.exit_int_info_err, vmcb02.next_rip, "XEN-7")
-        m.kvm.queue.clear_all()
         m.kvm.guest_mode = False
         m.l1_has_control = True
 
