@@ -1,9 +1,11 @@
 """The canonical text of a `.svm` file (`svmdsl fmt`): parse → format → parse gives an equal AST.
 
 Canonical form: blocks separated by one blank line; two-space indentation inside a block; tags on one line above
-their scenario; statements in their canonical spelling (hex numbers, `, ` in lists, `; ` between sentences on one
-line); examples tables with aligned columns. Kept from the source: comments (whole-line and trailing), which
-sentences share a line (the compact form stays compact), and single blank lines between groups of sentences.
+their scenario; statements in their canonical spelling (`, ` in lists, `; ` between sentences on one line, single
+spaces, lower-case keywords); examples tables with aligned columns. Every number keeps its author's spelling
+(`1`, `-1`, `0x0200`, `4096`): a formatter does not rewrite what a person wrote. Kept from the source: comments
+(whole-line and trailing), which sentences share a line (the compact form stays compact), and single blank lines
+between groups of sentences.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def build_memory(children: list[Any], loc: Loc) -> ast.Memory:
     base: str | None = None
     index: str | None = None
     scale = 1
-    displacement = 0
+    displacements: list[int] = []
     sign = 1
     for child in children:
         if isinstance(child, Token):  # MEMORY_SIGN
@@ -126,7 +126,7 @@ def build_memory(children: list[Any], loc: Loc) -> ast.Memory:
             continue
         register, value = child
         if register is None:
-            displacement += sign * value
+            displacements.append(_signed(value, sign))
         elif value != 1 or base is not None:
             if index is not None:
                 raise ShapeError(loc, "a memory reference has at most a base and an index", "[base+index*scale+disp]")
@@ -134,4 +134,16 @@ def build_memory(children: list[Any], loc: Loc) -> ast.Memory:
         else:
             base = register
         sign = 1
+    # One displacement keeps its spelling; several (`[ebx + 4 + 4]`) are summed into a plain int.
+    displacement = displacements[0] if len(displacements) == 1 else sum(displacements)
     return ast.Memory(None, base, index, scale, displacement, loc=loc)
+
+
+def _signed(value: int, sign: int) -> int:
+    """`value` after a `+`/`-` sign, keeping its spelling (`- 0x8` is `-0x8`, `- -8` is `8`)."""
+    if sign > 0:
+        return value
+    if not isinstance(value, ast.Number):
+        return -value
+    spelling = value.spelling[1:] if value.spelling.startswith("-") else "-" + value.spelling
+    return ast.Number(-value, spelling)

@@ -13,6 +13,28 @@ import attrs
 from dsl.errors import Loc
 
 
+class Number(int):
+    """An integer as the author wrote it: `0x0200`, `4096`, `-1`, `0x8000_0303`.
+
+    It is the int (equal to it, hashing like it, printing like it), so every AST field typed `int` holds one and
+    equality ignores how it was written; `spelling` keeps the source text for the formatter, which must not
+    rewrite a person's numbers. Integers built in code (plain `int`) have no spelling and are printed canonically.
+    """
+
+    spelling: str
+
+    def __new__(cls, value: int, spelling: str) -> Number:
+        number = super().__new__(cls, value)
+        number.spelling = spelling
+        return number
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)  # the value, as for a plain int: the spelling stays out of repr
+
+    def __reduce__(self) -> tuple[type[Number], tuple[int, str]]:
+        return (Number, (int(self), self.spelling))  # pickles across xdist workers with its spelling
+
+
 @attrs.frozen
 class Name:
     """A word from the closed vocabulary as written: `kvm-6.0`, `#PF`, `int3`, `event_inj`, `long64`."""

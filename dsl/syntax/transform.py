@@ -127,8 +127,9 @@ class RuleBuilder:
     def name_list(self, meta: Meta, children: list[ast.Name]) -> tuple[ast.Name, ...]:
         return tuple(children)
 
-    def number(self, meta: Meta, children: list[Token]) -> int:
-        return parse_number(str(children[0]))
+    def number(self, meta: Meta, children: list[Token]) -> ast.Number:
+        text = str(children[0])
+        return ast.Number(parse_number(text), text)
 
     def true(self, meta: Meta, children: list[Any]) -> bool:
         return True

@@ -191,6 +191,13 @@ class AstBuilder(RuleBuilder):
             f"did you mean {vocabulary.outcome_spelling(ast.Outcome(near))}?" if near else None,
         )
 
+    def check_value(self, meta: Meta, c: list[Any]) -> ast.FieldCheck:
+        token, value = c
+        return ast.FieldCheck(ast.Name(str(token), loc=self._tok_loc(token)), value, loc=self._loc(meta))
+
+    def check_fields(self, meta: Meta, c: list[ast.FieldCheck]) -> tuple[ast.FieldCheck, ...]:
+        return tuple(c)
+
     def expect_outcome(self, meta: Meta, c: list[Any]) -> ast.OutcomeExpectation:
         checks = c[1] if len(c) > 1 else ()
         return ast.OutcomeExpectation(c[0], checks, loc=self._loc(meta))
@@ -232,7 +239,8 @@ class AstBuilder(RuleBuilder):
     def pick(self, meta: Meta, c: list[Any]) -> ast.Name | int:
         if isinstance(c[0], Token):
             return ast.Name(str(c[0]), loc=self._tok_loc(c[0]))
-        return int(c[0])
+        number: ast.Number = c[0]
+        return number
 
     def comparison(self, meta: Meta, c: list[Token]) -> ast.Comparison:
         return ast.Comparison(str(c[0])) if c else ast.Comparison.CONTAINS
