@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from dsl.compiler.assemble import MNEMONICS, AssembleError, assemble
+from dsl.compiler.check_expect import check_value
 from dsl.compiler.check_scenario import (
     DEFAULT_RIP,
     check_consistency,
@@ -364,19 +365,6 @@ class _Checker:
         if step.source is ast.InjectionSource.L1 and not nested:
             self.error(step.loc, "an injection from L1 needs an L1", "an `l1 with nrips` (or `l1 without nrips`) line")
 
-    def value_kind(self, e: ast.FieldExpectation) -> None:
-        """true/false for flags, `contains "…"` for lists and only for them."""
-        name = e.observable.text
-        listed = name in vocabulary.LIST_OBSERVABLES
-        if name in vocabulary.BOOLEAN_OBSERVABLES and not isinstance(e.value, bool):
-            self.error(e.loc, f"{name} is true or false", f"expect {name} == true (or false)")
-        elif listed and (e.comparison is not ast.Comparison.CONTAINS or not isinstance(e.value, str)):
-            self.error(e.loc, f"{name} is a list of lines: check one with contains", f'expect {name} contains "…"')
-        elif not listed and e.comparison is ast.Comparison.CONTAINS:
-            self.error(e.loc, f"contains checks a list ({', '.join(vocabulary.LIST_OBSERVABLES)}), not {name}", "==")
-        elif not listed and isinstance(e.value, str):
-            self.error(e.loc, f'a "string" compares only with contains, not with {name}', "a number or a name")
-
     def under(self, under: ast.Under, policies: tuple[PolicyName, ...] | None) -> None:
         for name in under.policies:
             if not self.name(name, "policy", vocabulary.POLICIES):
@@ -396,22 +384,23 @@ class _Checker:
     def expectation(self, e: ast.Expectation) -> None:
         match e:
             case ast.OutcomeExpectation(checks=checks):
+                names: set[str] = set()
                 for check in checks:
-                    self.name(check.field, "observable", vocabulary.OBSERVABLES)
+                    if self.name(check.field, "observable", vocabulary.OBSERVABLES):
+                        check_value(self, check.field.text, ast.Comparison.EQ, check.value, check.loc)
+                    if check.field.text in names:
+                        self.error(check.loc, f"{check.field.text} is given twice")
+                    names.add(check.field.text)
             case ast.DeliveredExpectation(event=event):
                 self.event(event)
             case ast.SpuriousDbExpectation():
                 pass
-            case ast.FieldExpectation(observable=observable, pick=pick, value=value):
+            case ast.FieldExpectation(observable=observable, pick=pick, comparison=comparison, value=value):
                 if not self.name(observable, "observable", vocabulary.OBSERVABLES):
                     return
                 if isinstance(pick, ast.Name):
                     self.name(pick, "pick", vocabulary.PICKS)
-                self.value_kind(e)
-                if observable.text == "outcome" and isinstance(value, ast.Name):
-                    self.name(value, "outcome", vocabulary.OUTCOMES)
-                if observable.text == "evidence" and isinstance(value, ast.Name):
-                    self.name(value, "evidence tag", vocabulary.EVIDENCE)
+                check_value(self, observable.text, comparison, value, e.loc)
 
 
 _INT_WITHOUT_SPACE = re.compile(r"int(0x[0-9a-f]+|[0-9]+)")

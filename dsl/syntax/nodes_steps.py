@@ -144,6 +144,16 @@ ExpectedValue: TypeAlias = int | bool | Name | str
 
 
 @attrs.frozen
+class FieldCheck:
+    """`name=value` after `expect <outcome> with`: an extra `==` check on an observable, with any value that
+    observable takes (`next_rip=0x1001`, `spurious_db=false`, `delivered=#BP`, `evidence=V`)."""
+
+    field: Name
+    value: ExpectedValue
+    loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
+
+
+@attrs.frozen
 class OutcomeExpectation:
     """`expect reinject with next_rip=0x1001`, `expect retry`, `expect vmexit invalid`: the outcome class.
 
@@ -153,7 +163,7 @@ class OutcomeExpectation:
     """
 
     outcome: Outcome
-    checks: tuple[FieldValue, ...]
+    checks: tuple[FieldCheck, ...]
     loc: Loc = attrs.field(eq=False, repr=False, kw_only=True)
 
 

@@ -47,6 +47,13 @@ BOOLEAN_OBSERVABLES: tuple[str, ...] = (
 #: Observables holding several strings, checked with `contains "…"`.
 LIST_OBSERVABLES: tuple[str, ...] = ("tracepoints",)
 
+#: Observables whose value is a vector: a word on the right-hand side names one (`expect delivered == #BP`).
+VECTOR_OBSERVABLES: tuple[str, ...] = (Observable.DELIVERED.value, Observable.PENDING_EXCEPTION.value)
+#: Observables whose value is an exit code: a word names the exit (`expect exit_code == hlt`).
+EXIT_CODE_OBSERVABLES: tuple[str, ...] = (Observable.EXIT_CODE.value, Observable.VMCB12_EXIT_CODE.value)
+#: How a delivered event's type is written (`expect delivered_type == soft`), as the lowering reads it.
+DELIVERED_TYPES: tuple[str, ...] = ("intr", "nmi", "exception", "soft")
+
 #: Observables that count things: the formatter writes their values in decimal.
 COUNTS: tuple[str, ...] = ("delivery_count", "debug_exits", "emulation_failures", "int3_injected")
 

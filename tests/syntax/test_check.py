@@ -211,3 +211,54 @@ def test_placeholders_are_substituted_in_citations_and_description() -> None:
 def test_values_of_the_wrong_kind(line: str, message: str) -> None:
     (found,) = diagnostics(scenario(line))
     assert found.message == message
+
+
+OUTCOME_WITH = scenario(
+    "policies kvm-6.0",
+    "code at 0x1000: int3",
+    "guest executes int3; vectoring hits #PF intercepted by L0",
+    "expect reinject with next_rip=0x1001, spurious_db=false, delivered=#BP, exit_code=npf, evidence=V",
+    "expect delivered with delivered_type=soft, requeued_event=none",
+)
+
+
+def test_outcome_checks_take_the_values_of_their_observable() -> None:
+    """Follow-up 2: `expect <outcome> with k=v` takes true/false, vectors and words as `expect k == v` does."""
+    assert diagnostics(OUTCOME_WITH) == []
+    (scenario_,) = parse_text(OUTCOME_WITH).items
+    assert isinstance(scenario_, ast.Scenario)
+    reinject, delivered = (s for s in scenario_.statements if isinstance(s, ast.OutcomeExpectation))
+    assert [c.value for c in reinject.checks] == [
+        0x1001,
+        False,
+        ast.Name("#BP", loc=ast.Loc("", 0, 0)),
+        ast.Name("npf", loc=ast.Loc("", 0, 0)),
+        ast.Name("V", loc=ast.Loc("", 0, 0)),
+    ]
+    assert delivered.outcome is ast.Outcome.DELIVERED
+    assert [c.value for c in delivered.checks] == [
+        ast.Name("soft", loc=ast.Loc("", 0, 0)),
+        ast.Name("none", loc=ast.Loc("", 0, 0)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "hint"),
+    [
+        ("expect reinject with spurious_db=1", "spurious_db is true or false", None),
+        ("expect reinject with next_rip=true", "next_rip is not a flag: true and false do not apply", None),
+        ("expect reinject with delivered=#BPP", "unknown vector '#BPP'", "did you mean #BP?"),
+        ("expect reinject with next_rip=reinject", "next_rip is a number, not 'reinject'", None),
+        ("expect retry with evidence=X", "unknown evidence tag 'X'", None),
+        ("expect retry with outcome=retyr", "unknown outcome 'retyr'", "did you mean retry?"),
+        ("expect retry with exit_code=hltt", "unknown exit reason 'hltt'", "did you mean hlt?"),
+        ("expect retry with delivered_type=sfot", "unknown event type 'sfot'", "did you mean soft?"),
+        ('expect retry with rip="0x1000"', 'a "string" compares only with contains, not with rip', None),
+        ("expect retry with rip=0x1000, rip=0x1001", "rip is given twice", None),
+        ("expect delivered == #BPP", "unknown vector '#BPP'", "did you mean #BP?"),
+    ],
+)
+def test_outcome_check_values_are_validated_per_observable(line: str, message: str, hint: str | None) -> None:
+    """Follow-up 2: each value is checked against what its observable can hold."""
+    (found,) = diagnostics(scenario(line))
+    assert (found.message, found.hint) == (message, hint)
