@@ -72,6 +72,10 @@ DEBUG_RF = "rf"  # RFLAGS.RF set: the breakpoint is suppressed for one instructi
 PREVIOUS_NONE = "none"
 PREVIOUS_OUT = "out"  # the last exit was an intercepted OUT just before RIP: VMCB next_rip left stale (EX-22)
 
+SAVE_NONE = "none"
+SAVE_PENDING = "pending"  # saved and restored with L1's VMRUN pending, before L2 runs (EX-44)
+SAVE_REQUEUED = "requeued"  # saved and restored after L0 requeued the event from the first exit (EX-45)
+
 SHADOW_NONE = "none"
 SHADOW_STI = "sti"  # the instruction runs in an STI shadow (EX-17)
 
@@ -150,7 +154,7 @@ AXES: tuple[Axis, ...] = (
         "second_exit",
         "what happens to the re-injection: cut short again, an INTR exit after it, or a cancelled entry",
         (SECOND_NONE, SECOND_SAME, SECOND_INTR, SECOND_CANCEL),
-        (SECOND_NONE, SECOND_SAME, SECOND_CANCEL),
+        (SECOND_NONE, SECOND_SAME),
     ),
     Axis(
         "code_change",
@@ -163,6 +167,12 @@ AXES: tuple[Axis, ...] = (
         "whether KVM can read the code when it decodes (EX-35)",
         (DECODE_OK, DECODE_UNMAPPED),
         (DECODE_OK, DECODE_UNMAPPED),
+    ),
+    Axis(
+        "save_restore",
+        "nested state saved and restored into a fresh vCPU (KVM_GET/SET_NESTED_STATE, EX-44, EX-45)",
+        (SAVE_NONE, SAVE_PENDING, SAVE_REQUEUED),
+        (SAVE_NONE, SAVE_PENDING, SAVE_REQUEUED),
     ),
     Axis(
         "previous_exit",

@@ -25,7 +25,9 @@ from dsl.engine.program import (
     Nesting,
     PolicyOptions,
     Program,
+    Reenter,
     Run,
+    SaveRestore,
     SetPage,
     Setup,
     Step,
@@ -215,7 +217,16 @@ def _steps(config: Configuration) -> tuple[Step, ...]:
         inject = Inject(InjectionSource.USERSPACE, event)
         previous = (Execute(),) if config.previous_exit == axes.PREVIOUS_OUT else ()
         return (*previous, *faults, *changes, inject, *_cancel(config), Run())
-    return (*faults, *changes, _l1_vmrun(config, event), *_cancel(config), Run())
+    return (*faults, *changes, _l1_vmrun(config, event), *_save_restore(config), *_cancel(config), Run())
+
+
+def _save_restore(config: Configuration) -> tuple[Step, ...]:
+    """EX-44: restored while L1's VMRUN is pending; EX-45: restored after one entry requeued the event."""
+    if config.save_restore == axes.SAVE_PENDING:
+        return (SaveRestore(),)
+    if config.save_restore == axes.SAVE_REQUEUED:
+        return (Reenter(), SaveRestore())
+    return ()
 
 
 def _l1_vmrun(config: Configuration, event: Event) -> L1Vmrun:

@@ -54,6 +54,7 @@ class Configuration:
     second_exit: str = attrs.field(default=axes.SECOND_NONE, validator=_in_axis("second_exit"))
     code_change: str = attrs.field(default=axes.CODE_UNCHANGED, validator=_in_axis("code_change"))
     decode: str = attrs.field(default=axes.DECODE_OK, validator=_in_axis("decode"))
+    save_restore: str = attrs.field(default=axes.SAVE_NONE, validator=_in_axis("save_restore"))
     previous_exit: str = attrs.field(default=axes.PREVIOUS_NONE, validator=_in_axis("previous_exit"))
     debug: str = attrs.field(default=axes.DEBUG_NONE, validator=_in_axis("debug"))
     shadow: str = attrs.field(default=axes.SHADOW_NONE, validator=_in_axis("shadow"))
@@ -117,6 +118,11 @@ def applicable(config: Configuration) -> bool:
         return False  # a stale next_rip matters to KVM's own injections (EX-21, EX-22)
     if not at_first("previous_exit") and not at_first("shadow"):
         return False  # the OUT would consume the STI shadow meant for the instruction
+    if not at_first("save_restore") and not config.nested:
+        return False  # only nested state has a pending VMRUN or vmcb12 fields to lose (EX-44, EX-45)
+    requeued_by_l0 = config.vectoring == axes.VECTORING_HOST and config.second_exit == axes.SECOND_NONE
+    if config.save_restore == axes.SAVE_REQUEUED and not requeued_by_l0:
+        return False  # L0 must have requeued the event (an exit reflected to L1 leaves no L2 state to save)
     if config.nested and not at_first("protection"):
         return False  # the model's SEV guests are not nested
     # A vmcb12 CS base under a 64-bit L2 adds nothing to EX-12's non-nested case.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from dsl.engine import run
 from dsl.engine.program import Execute, Inject, L1Vmrun, Run, VectoringFault
 from dsl.engine.vocab import CpuMode, FaultKind, InjectionSource, Level, PolicyName
 from dsl.explore.axes import AXES
 from dsl.explore.build import build_program, linear_rip
+from dsl.explore.compare import Divergence
+from dsl.explore.findings import compare
 from dsl.explore.space import AxisError, Configuration, Space, applicable, parse_restriction
 
 
@@ -100,3 +103,24 @@ def test_an_out_before_a_userspace_injection_leaves_a_stale_next_rip() -> None:
     assert program.setup.code[0].data[:3] == bytes.fromhex("e680cc")
     assert program.steps[0] == Execute()
     assert not applicable(Configuration(previous_exit="out"))  # the guest's own INT3 does not read next_rip
+
+
+@pytest.mark.parametrize(
+    ("save_restore", "policy", "divergences"),
+    [
+        ("pending", PolicyName.KVM_6_0, (Divergence.WRONG_RETURN_ADDRESS,)),  # EX-44: ret 0x0
+        ("pending", PolicyName.KVM_7_1, ()),  # EX-44: nr from the live L2 RIP at VMRUN
+        ("requeued", PolicyName.KVM_6_19, (Divergence.LOST_EVENT,)),  # EX-45: the decode does not match
+        ("requeued", PolicyName.KVM_7_1, ()),  # EX-45: the synced NextRIP is restored
+    ],
+)
+def test_nested_save_and_restore_by_l1_without_nrips(
+    save_restore: str, policy: PolicyName, divergences: tuple[Divergence, ...]
+) -> None:
+    """EX-44, EX-45: L1 without NRIPS injects INT 0x20 into L2; the nested state crosses a save/restore."""
+    vectoring = "host" if save_restore == "requeued" else "none"
+    config = Configuration(
+        source="l1", l1_nrips="no", instruction="int-0x20", vectoring=vectoring, save_restore=save_restore
+    )
+    assert applicable(config)
+    assert compare(config, policy, PolicyName.ARCHITECTURAL, run).divergences == divergences
