@@ -116,7 +116,7 @@ def explore_random(
         from hypothesis import HealthCheck, Phase, find, given, settings
         from hypothesis import seed as hypothesis_seed
         from hypothesis.errors import NoSuchExample
-    except ImportError as missing:  # pragma: no cover - hypothesis is a dependency of the test extra
+    except ImportError as missing:  # Hypothesis comes with the test extra only
         raise HypothesisMissing(
             "svmdsl explore --random needs Hypothesis: pip install hypothesis (or install svm-dsl[test])"
         ) from missing
