@@ -147,8 +147,8 @@ def _intercepted_event(m: Machine, kind: InsnKind, rip: int, next_ip: int) -> Ex
     return vmexit(m, Exit(exit_code, level, insn_next=next_ip), "H-20", f"{kind.value} intercepted", next_ip)
 
 
-def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: EventType) -> None:
-    """The first event a guest instruction raises becomes the scenario's subject."""
+def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: EventType, fault: bool = False) -> None:
+    """The first event a guest instruction raises becomes the scenario's subject (a fault returns to `rip`)."""
     if m.subject is not None:
         return
     linear = m.linear(rip)
@@ -159,7 +159,7 @@ def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: E
         linear=linear,
         injected=False,
         original=m.read(linear, (next_ip - rip) & m.rip_mask()),
-        arch_return=next_ip,
+        arch_return=rip if fault else next_ip,
     )
 
 
@@ -210,6 +210,9 @@ def execute(m: Machine) -> Exit | None:
         return _raise(m, rip, next_ip, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
     if kind is InsnKind.UD:
         return _raise(m, rip, next_ip, Vector.UD, EventType.EXCEPTION, None, fault=True, rule="H-28")
+    if kind is InsnKind.BOUND and not m.program.setup.bound_in_range:
+        # H-25: out of bounds, #BR as a fault; it is the scenario's subject like a soft instruction's event.
+        return _raise(m, rip, next_ip, Vector.BR, EventType.EXCEPTION, None, fault=True, rule="H-25", subject=True)
     if kind is InsnKind.INT_N:
         return _raise(m, rip, next_ip, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
     if kind is InsnKind.INTO and not vmcb.rflags & RFLAGS_OF:
@@ -262,13 +265,18 @@ def _raise(
     fault: bool,
     rule: str,
     dpl: bool = False,
+    subject: bool = False,
 ) -> Exit | None:
-    """A guest instruction raises an event: exception intercepts first (H-19, H-20), then IDT delivery."""
+    """A guest instruction raises an event: exception intercepts first (H-19, H-20), then IDT delivery.
+
+    Traps (INT3, INTO, INT n) and `subject` faults (BOUND's #BR) are what a scenario is about; #UD / #GP of a bad
+    encoding are not.
+    """
     linear = m.linear(rip)
-    if not fault:
-        _note_subject(m, rip, next_ip, vector, event_type)
-    subject = m.subject
-    is_subject = subject is not None and linear == subject.linear and (not subject.injected or vector == subject.vector)
+    if subject or not fault:
+        _note_subject(m, rip, next_ip, vector, event_type, fault)
+    current = m.subject
+    is_subject = current is not None and linear == current.linear and (not current.injected or vector == current.vector)
     intercept = _exception_intercept(m, vector, event_type)
     if intercept is not None:
         exit_code = ExitCode.for_exception(vector)

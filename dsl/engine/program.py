@@ -160,6 +160,9 @@ class Setup:
     idt: tuple[IdtGate, ...] = attrs.field(default=(), converter=_gates)
     vmcb_next_rip: int = 0  # a stale next_rip left in the VMCB by an earlier exit
     nesting: Nesting | None = None
+    # BOUND's index lies within its bounds (no #BR). The default is out of bounds: a scenario that executes BOUND
+    # is about its #BR (H-25), and the model has no register or memory operand values to compare.
+    bound_in_range: bool = False
 
 
 # ---------------------------------------------------------------------------------------------------------------
