@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import attrs
 
 from dsl.compiler.assemble import MNEMONICS, AssembleError, assemble
+from dsl.compiler.check_events import check_raw_event
 from dsl.compiler.check_expect import check_value
 from dsl.compiler.check_scenario import (
     DEFAULT_RIP,
@@ -40,6 +41,7 @@ PRIVILEGE_BITS = 2  # CPL and DPL are 0-3
 FLAG_BITS = 1
 VECTOR_BITS = 8
 WORD_BITS = 64
+VMCB12_EVENT_INJ = "event_inj"
 
 
 def load(path: str | os.PathLike[str]) -> ast.SvmFile:
@@ -272,6 +274,8 @@ class _Checker:
                     self.error(s.loc, f"{vmcb.value} has no fields to set: L0 builds it from vmcb12", "vmcb12 …")
                 elif self.name(field, f"{vmcb.value} field", tuple(fields)):
                     self.value(s.loc, value, f"{vmcb.value} {field.text}", fields[field.text])
+                    if vmcb is ast.Vmcb.VMCB12 and field.text == VMCB12_EVENT_INJ:
+                        check_raw_event(self, value, None, s.loc)
             case ast.L1FeatureSetting(feature=feature):
                 self.name(feature, "L1 feature", vocabulary.L1_FEATURES)
             case ast.L1InterceptSetting(intercepts=names):
@@ -361,6 +365,8 @@ class _Checker:
 
     def inject(self, step: ast.InjectStep, nested: bool) -> None:
         self.event(step.event)
+        if step.event.raw is not None:
+            check_raw_event(self, step.event.raw, step.source, step.event.loc)
         self.fields(step.fields, vocabulary.INJECT_FIELDS[step.source.value], f"inject from {step.source.value}")
         if step.source is ast.InjectionSource.L1 and not nested:
             self.error(step.loc, "an injection from L1 needs an L1", "an `l1 with nrips` (or `l1 without nrips`) line")

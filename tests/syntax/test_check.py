@@ -262,3 +262,43 @@ def test_outcome_check_values_are_validated_per_observable(line: str, message: s
     """Follow-up 2: each value is checked against what its observable can hold."""
     (found,) = diagnostics(scenario(line))
     assert (found.message, found.hint) == (message, hint)
+
+
+def warnings_and_errors(text: str) -> list[tuple[Severity, str]]:
+    return [(d.severity, d.message) for d in diagnostics(text)]
+
+
+def test_a_reserved_event_type_from_l1_is_a_warning_not_an_error() -> None:
+    """Follow-up 3 (H-8, K-7.1-6): a valid EVENTINJ of reserved type 5 makes L1's VMRUN fail; a scenario about
+    that failure must be writable, so the checker only warns."""
+    for line in ("inject event 0x80000503 from L1", "vmcb12 event_inj 0x80000503"):
+        found = warnings_and_errors(scenario("policies kvm-7.1", "l1 with nrips", line, "run"))
+        assert found == [
+            (
+                Severity.WARNING,
+                "event 0x80000503 has the reserved type 5: the VMRUN fails (VMEXIT_INVALID, H-8, K-7.1-6)",
+            )
+        ]
+
+
+def test_raw_events_of_a_defined_type_or_not_valid_pass_silently() -> None:
+    """Follow-up 3: type 3 (exception) is defined; without bit 31 the hardware ignores the TYPE field (H-8)."""
+    for raw in ("0x80000303", "0x00000503"):
+        line = f"inject event {raw} from L1"
+        assert diagnostics(scenario("policies kvm-7.1", "l1 with nrips", line)) == []
+
+
+def test_a_reserved_event_type_cannot_come_from_userspace() -> None:
+    """Follow-up 3: KVM_SET_VCPU_EVENTS names exceptions, interrupts and NMIs; only vmcb12 carries a raw value."""
+    (found,) = diagnostics(scenario("policies kvm-7.1", "inject event 0x80000603 from userspace"))
+    assert found.severity is Severity.ERROR
+    assert found.message == "event 0x80000603 has the reserved type 6, which KVM_SET_VCPU_EVENTS cannot carry"
+    assert found.hint is not None
+    assert "vmcb12" in found.hint
+
+
+def test_a_raw_event_wider_than_32_bits_is_out_of_range() -> None:
+    """Follow-up 3: EVENTINJ's event is its low 32 bits (the error code is a separate field)."""
+    assert messages(scenario("policies kvm-7.1", "l1 with nrips", "inject event 0x180000303 from L1")) == [
+        "event 0x180000303 is out of range"
+    ]
