@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import attrs
 
-from dsl.engine.vocab import CpuMode, HardwareProfile, PagingMode, Protection
+from dsl.engine.vocab import CpuMode, HardwareProfile, PagingMode, Protection, SoftIntReading
 
 
 def _names(items: tuple[str, ...]) -> tuple[str, ...]:
@@ -167,6 +167,12 @@ AXES: tuple[Axis, ...] = (
         "whether KVM can read the code when it decodes (EX-35)",
         (DECODE_OK, DECODE_UNMAPPED),
         (DECODE_OK, DECODE_UNMAPPED),
+    ),
+    Axis(
+        "reading",
+        "K-6.19-6 for INT n >= 0x80 under the opcode check: B (ib sign-extended, never matches) or A (matches)",
+        tuple(reading.value for reading in (SoftIntReading.B, SoftIntReading.A)),
+        (SoftIntReading.B.value,),
     ),
     Axis(
         "save_restore",

@@ -45,6 +45,7 @@ from dsl.engine.vocab import (
     PagingMode,
     PolicyName,
     Protection,
+    SoftIntReading,
     Vector,
 )
 from dsl.explore import axes
@@ -163,6 +164,7 @@ def _options(config: Configuration) -> PolicyOptions:
         paging=paging,
         protection=protection,
         guest_debug_sw_bp=config.source == axes.SOURCE_GUEST_DEBUG,
+        soft_int_reading=SoftIntReading(config.reading),
     )
 
 

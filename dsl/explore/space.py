@@ -30,6 +30,7 @@ _USERSPACE_SOURCES: tuple[str, ...] = (axes.SOURCE_USERSPACE, axes.SOURCE_USERSP
 _NRIPS_PROFILE = "amd-nrips"
 _LONG_MODE = "long64"
 _INTO = "into"
+_HIGH_INT_N: tuple[str, ...] = ("int-0x80", "cs-int-0x80")
 
 
 def _in_axis(name: str) -> Any:
@@ -54,6 +55,7 @@ class Configuration:
     second_exit: str = attrs.field(default=axes.SECOND_NONE, validator=_in_axis("second_exit"))
     code_change: str = attrs.field(default=axes.CODE_UNCHANGED, validator=_in_axis("code_change"))
     decode: str = attrs.field(default=axes.DECODE_OK, validator=_in_axis("decode"))
+    reading: str = attrs.field(default="B", validator=_in_axis("reading"))
     save_restore: str = attrs.field(default=axes.SAVE_NONE, validator=_in_axis("save_restore"))
     previous_exit: str = attrs.field(default=axes.PREVIOUS_NONE, validator=_in_axis("previous_exit"))
     debug: str = attrs.field(default=axes.DEBUG_NONE, validator=_in_axis("debug"))
@@ -95,6 +97,8 @@ def applicable(config: Configuration) -> bool:
 
     if config.instruction == _INTO and config.mode == _LONG_MODE:
         return False  # INTO is invalid in 64-bit mode (#UD): not a soft event there
+    if config.instruction not in _HIGH_INT_N and not at_first("reading"):
+        return False  # the two readings of K-6.19-6 differ only for INT n with n >= 0x80
     if config.source == axes.SOURCE_GUEST_DEBUG and config.instruction not in _GUEST_DEBUG_INSTRUCTIONS:
         return False
     if not config.nested and not (at_first("l1_nrips") and config.vectoring != axes.VECTORING_L1):
