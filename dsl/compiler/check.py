@@ -100,6 +100,8 @@ class _Checker:
         self.texts = texts
         self.diagnostics: list[Diagnostic] = []
         self.rip_at_start = DEFAULT_RIP
+        #: True once a step has run: RIP may have moved (retry, skip, re-injection…), so it is no longer known.
+        self.stepped = False
 
     # --- reporting --------------------------------------------------------------------------------------------
 
@@ -219,8 +221,10 @@ class _Checker:
         policies = policies_of(statements)
         nested = any(is_nesting(s) for s in statements)
         self.rip_at_start = last_rip(statements)
+        self.stepped = False
         for statement in statements:
             self.statement(statement, mode, policies, nested)
+            self.stepped = self.stepped or isinstance(statement, ast.STEP_TYPES)
         check_consistency(self, statements, mode, policies)
 
     def statement(self, s: ast.Statement, mode: CpuMode, policies: tuple[PolicyName, ...] | None, nested: bool) -> None:
@@ -285,7 +289,7 @@ class _Checker:
                 self.linear(s.loc, address, mode, "code address")
                 self.code(code, address, mode)
             case ast.ExecuteStep(instruction=code) if code is not None:
-                self.code(code, self.rip_at_start, mode)
+                self.code(code, _somewhere(code) if self.stepped else self.rip_at_start, mode)
             case ast.InjectStep():
                 self.inject(s, nested)
             case ast.VectoringStep():
@@ -407,6 +411,19 @@ class _Checker:
                 if isinstance(pick, ast.Name):
                     self.name(pick, "pick", vocabulary.PICKS)
                 check_value(self, observable.text, comparison, value, e.loc)
+
+
+#: Instructions whose encoding depends on where they are (a relative branch to an absolute target).
+BRANCHES = ("jmp", "call")
+
+
+def _somewhere(code: ast.Code) -> int:
+    """An address to assemble `code` at when its own is not known statically (a step before it may have moved
+    RIP): a branch at its target, which any reach allows, so only what holds everywhere is checked."""
+    if isinstance(code, ast.Instruction) and code.mnemonic.text in BRANCHES:
+        target = next((o.value for o in code.operands if isinstance(o, ast.Immediate)), DEFAULT_RIP)
+        return target
+    return DEFAULT_RIP  # no other encoding depends on its address
 
 
 _INT_WITHOUT_SPACE = re.compile(r"int(0x[0-9a-f]+|[0-9]+)")

@@ -302,3 +302,33 @@ def test_a_raw_event_wider_than_32_bits_is_out_of_range() -> None:
     assert messages(scenario("policies kvm-7.1", "l1 with nrips", "inject event 0x180000303 from L1")) == [
         "event 0x180000303 is out of range"
     ]
+
+
+def test_a_later_guest_executes_is_not_checked_against_the_starting_rip() -> None:
+    """Follow-up 4: after a retry (RIP stays) or a skip (RIP advances, K-5.19-7) the checker cannot know RIP, so
+    a second `guest executes` is never a false error — here the INT3 retried after its delivery was cut short."""
+    retried = scenario(
+        "policies kvm-5.19",
+        "code at 0x1000: int3",
+        "code at 0x1001: nop",
+        "guest executes int3; vectoring hits #PF intercepted by L0",
+        "run",
+        "guest executes int3",
+        "guest executes nop",
+        "run",
+    )
+    assert diagnostics(retried) == []
+
+
+def test_a_later_branch_is_checked_for_its_shape_not_for_its_reach_from_the_starting_rip() -> None:
+    """Follow-up 4: `jmp short 0x2010` is out of reach of RIP 0x1000, but RIP may be near it by then."""
+    later = scenario("code at 0x1000: int3", "code at 0x2000: jmp short 0x2010", "guest executes int3", "run")
+    assert diagnostics(later + "  guest executes jmp short 0x2010\n") == []
+    (found,) = diagnostics(later + "  guest executes call short 0x2010\n")
+    assert found.message == "'call' has no short form"
+
+
+def test_the_first_guest_executes_is_still_checked() -> None:
+    """Follow-up 4: before any step RIP is the `rip` setting, so a mismatch there is a real error."""
+    (found,) = diagnostics(scenario("code at 0x1000: int3", "guest executes into", "run", "guest executes int3"))
+    assert found.message == "guest executes into, but the code at 0x1000 is int3 (line 2)"
