@@ -178,7 +178,13 @@ def check_executed_code(
     mode: CpuMode,
     placed: dict[int, tuple[ast.CodeSetting, bytes]],
 ) -> None:
-    """`guest executes X` as the first step must name the instruction the set-up put at RIP."""
+    """`guest executes X` as the first step must name the instruction the set-up put at RIP.
+
+    Only the first step: any step may move RIP (a retry leaves it, a skip or a re-injection advances it, by
+    policy), so a later `guest executes` names an instruction at an address the checker cannot know. The
+    instruction is compared with the bytes at RIP, wherever the `code at` that holds them starts, and only with
+    as many bytes as it takes: what follows it (`bytes cc 90`) is other instructions.
+    """
     steps = [s for s in statements if isinstance(s, ast.STEP_TYPES)]
     if not steps or not isinstance(steps[0], ast.ExecuteStep) or steps[0].instruction is None:
         return
@@ -186,17 +192,29 @@ def check_executed_code(
     assert step.instruction is not None
     rip = last_rip(statements)
     linear = rip if mode is CpuMode.LONG_64 else (last_cs_base(statements) + rip) & LINEAR_MASK_LEGACY
-    if linear not in placed:
+    holder = next(((start, s, d) for start, (s, d) in placed.items() if start <= linear < start + len(d)), None)
+    if holder is None:
         return
-    setting, data = placed[linear]
+    start, setting, data = holder
     executed = _size(step.instruction, linear, mode)
-    if executed is not None and executed != data:
+    at_rip = data[linear - start :]
+    if executed is not None and at_rip[: len(executed)] != executed:
+        quoted = render.code(setting.code) if start == linear else _bytes(at_rip)
         report.error(
             step.loc,
-            f"guest executes {render.code(step.instruction)}, but the code at {linear:#x} is "
-            f"{render.code(setting.code)} (line {setting.loc.line})",
+            f"guest executes {render.code(step.instruction)}, but the code at {linear:#x} is {quoted} "
+            f"(line {setting.loc.line})",
             hint="name the instruction at RIP, or write `guest executes` alone",
         )
+
+
+#: How many bytes at RIP a message quotes (the longest x86 instruction is 15 bytes).
+QUOTED_BYTES = 15
+
+
+def _bytes(data: bytes) -> str:
+    shown = data[:QUOTED_BYTES].hex(" ")
+    return f"bytes {shown}" + (" …" if len(data) > QUOTED_BYTES else "")
 
 
 def check_invalid_in_64_bit(report: Report, statements: Sequence[ast.Statement]) -> None:

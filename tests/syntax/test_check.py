@@ -332,3 +332,24 @@ def test_the_first_guest_executes_is_still_checked() -> None:
     """Follow-up 4: before any step RIP is the `rip` setting, so a mismatch there is a real error."""
     (found,) = diagnostics(scenario("code at 0x1000: int3", "guest executes into", "run", "guest executes int3"))
     assert found.message == "guest executes into, but the code at 0x1000 is int3 (line 2)"
+
+
+@pytest.mark.parametrize(
+    ("placed", "executed"),
+    [
+        ("code at 0x1000: bytes cc 90", "int3"),  # INT3 followed by a NOP
+        ("code at 0x1000: bytes cd 80 cc", "int 0x80"),
+        ("code at 0x0fff: bytes 90 cc 90", "int3"),  # RIP inside a longer `code at`
+    ],
+)
+def test_only_the_first_instruction_at_rip_is_compared(placed: str, executed: str) -> None:
+    """Follow-up 5: a `code at` may place several instructions; the one at RIP is what the guest executes."""
+    assert diagnostics(scenario(placed, f"guest executes {executed}")) == []
+
+
+def test_a_different_first_instruction_at_rip_is_still_an_error() -> None:
+    """Follow-up 5: `bytes 66 cd 80` is `data16 int 0x80`, not `int 0x80` (the prefix is part of it, K-5.19-7)."""
+    (found,) = diagnostics(scenario("code at 0x1000: bytes 66 cd 80", "guest executes int 0x80"))
+    assert found.message == "guest executes int 0x80, but the code at 0x1000 is bytes 66 cd 80 (line 2)"
+    (inside,) = diagnostics(scenario("code at 0x0fff: bytes 90 90 cc", "guest executes int3"))
+    assert inside.message == "guest executes int3, but the code at 0x1000 is bytes 90 cc (line 2)"
