@@ -180,14 +180,16 @@ def _vectoring_fault(config: Configuration) -> VectoringFault | None:
 
 
 def _faults(config: Configuration) -> tuple[Step, ...]:
-    """The first fault, the second one when the re-injection is cut short again, or the INTR exit after it."""
+    """The first fault, and the second one when the re-injection is cut short again (EX-02)."""
     fault = _vectoring_fault(config)
-    faults: tuple[Step, ...] = () if fault is None else (fault,)
-    if fault is not None and config.second_exit == axes.SECOND_SAME:
-        faults += (fault,)
-    if config.second_exit == axes.SECOND_INTR:
-        faults += (ExitFor(ExitCode.INTR),)
-    return faults
+    if fault is None:
+        return ()
+    return (fault, fault) if config.second_exit == axes.SECOND_SAME else (fault,)
+
+
+def _exits(config: Configuration) -> tuple[Step, ...]:
+    """The INTR exit after the re-injection (EX-15): armed once the guest has exited for the first time."""
+    return (ExitFor(ExitCode.INTR),) if config.second_exit == axes.SECOND_INTR else ()
 
 
 def _changes(config: Configuration) -> tuple[Step, ...]:
@@ -206,20 +208,22 @@ def _cancel(config: Configuration) -> tuple[Step, ...]:
 
 
 def _steps(config: Configuration) -> tuple[Step, ...]:
+    """Faults are armed first (they cut short the next *delivery*; an intercepted OUT or #BP delivers nothing),
+    which is also where the language puts a `vectoring hits` written after `guest executes`."""
     event = subject_event(config)
-    faults = _faults(config)
-    changes = _changes(config)
+    faults, exits, changes = _faults(config), _exits(config), _changes(config)
     if config.source == axes.SOURCE_INSTRUCTION:
-        return (*faults, Execute(), *changes, *_cancel(config), Run())
+        return (*faults, Execute(), *exits, *changes, *_cancel(config), Run())
     if config.source == axes.SOURCE_GUEST_DEBUG:
         # The INT3 exits to userspace (#BP intercepted, KVM_EXIT_DEBUG), which re-injects it (EX-19, EX-20).
         reinject = Inject(InjectionSource.GUEST_DEBUG, event)
-        return (Execute(), *faults, *changes, reinject, *_cancel(config), Run())
+        return (*faults, Execute(), *exits, *changes, reinject, *_cancel(config), Run())
     if config.source in (axes.SOURCE_USERSPACE, axes.SOURCE_USERSPACE_UNBACKED):
         inject = Inject(InjectionSource.USERSPACE, event)
         previous = (Execute(),) if config.previous_exit == axes.PREVIOUS_OUT else ()
-        return (*previous, *faults, *changes, inject, *_cancel(config), Run())
-    return (*faults, *changes, _l1_vmrun(config, event), *_save_restore(config), *_cancel(config), Run())
+        return (*faults, *previous, *exits, *changes, inject, *_cancel(config), Run())
+    vmrun = _l1_vmrun(config, event)
+    return (*faults, *exits, *changes, vmrun, *_save_restore(config), *_cancel(config), Run())
 
 
 def _save_restore(config: Configuration) -> tuple[Step, ...]:

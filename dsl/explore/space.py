@@ -101,6 +101,8 @@ def applicable(config: Configuration) -> bool:
         return False  # the two readings of K-6.19-6 differ only for INT n with n >= 0x80
     if config.source == axes.SOURCE_GUEST_DEBUG and config.instruction not in _GUEST_DEBUG_INSTRUCTIONS:
         return False
+    if config.source == axes.SOURCE_GUEST_DEBUG and not at_first("debug"):
+        return False  # a DR7 breakpoint's #DB goes to the guest before the INT3 reaches userspace
     if not config.nested and not (at_first("l1_nrips") and config.vectoring != axes.VECTORING_L1):
         return False
     if config.profile != _NRIPS_PROFILE and not at_first("nrips"):
