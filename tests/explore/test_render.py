@@ -54,3 +54,15 @@ def test_each_counterexample_states_how_the_policy_and_the_reference_differ(tmp_
     text = render(compared, compared.divergences[0], PolicyName.ARCHITECTURAL)
     assert "under kvm-6.0: expect interrupt_shadow == false" in text
     assert "under architectural: expect interrupt_shadow == true" in text
+
+
+def test_a_class_no_longer_found_loses_its_file_but_other_files_stay(tmp_path: Path) -> None:
+    """The folder always shows the current classes; files written by hand are never touched."""
+    mine = tmp_path / "notes.svm"
+    mine.write_text('scenario "by hand":\n  policies kvm-6.0\n', encoding="utf-8")
+    space = parse_restriction("source=userspace-unbacked", parse_restriction("mode=long64", Space.default()))
+    found = explore_exhaustive(space, (PolicyName.KVM_6_0,))
+    (old,) = write(tmp_path, counterexamples(found, run, tmp_path)[:1])
+    assert write(tmp_path, ()) == ()
+    assert not old.exists()
+    assert mine.exists()
