@@ -9,7 +9,7 @@ policy are not among the classes recorded for it. Example (what `tests/explore/t
         assert not unexpected_divergences(chunk, POLICIES, PolicyName.ARCHITECTURAL, recorded_classes())
 
 The counterexamples written by `svmdsl explore -o DIR` are `.svm` files: the svmdsl pytest plugin collects them
-directly (`pytest DIR`, with xdist as well).
+when named on the command line (`pytest -n auto DIR/*.svm`).
 """
 
 from __future__ import annotations
