@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 from dsl.engine import events
 from dsl.engine.machine import InFlight, Machine
-from dsl.engine.profiles import PROFILES, Profile
-from dsl.engine.result import Action, ExitRecord
+from dsl.engine.profiles import Profile
+from dsl.engine.result import Action, Change, ExitRecord
 from dsl.engine.vocab import Actor, Level, PageTable
 
 
@@ -24,7 +24,7 @@ class Exit(NamedTuple):
 
 
 def profile_of(m: Machine) -> Profile:
-    return PROFILES[m.program.profile]
+    return m.hardware
 
 
 def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None = None) -> Exit:
@@ -36,11 +36,12 @@ def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None
         info = m.qemu_event_slot  # stale bits with V = 0
     new_next = profile.exit_next_rip(exit_.code, next_ip if next_ip is not None else 0, vmcb.next_rip)
     changes = (
-        m.put(vmcb, "exit_code", exit_.code, "vmcb."),
-        m.put(vmcb, "exit_int_info", info, "vmcb."),
-        m.put(vmcb, "exit_int_info_err", err, "vmcb."),
-        m.put(vmcb, "next_rip", new_next, "vmcb."),
+        Change("vmcb.exit_code", vmcb.exit_code, exit_.code),
+        Change("vmcb.exit_int_info", vmcb.exit_int_info, info),
+        Change("vmcb.exit_int_info_err", vmcb.exit_int_info_err, err),
+        Change("vmcb.next_rip", vmcb.next_rip, new_next),
     )
+    vmcb.exit_code, vmcb.exit_int_info, vmcb.exit_int_info_err, vmcb.next_rip = exit_.code, info, err, new_next
     m.in_guest = False
     m.stale_next_rip = False
     m.exits.append(
@@ -54,5 +55,5 @@ def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None
             reflected=exit_.handled_by is Level.L1,
         )
     )
-    m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {exit_.code:#x}: {message}", *changes)
+    m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {int(exit_.code):#x}: {message}", *changes)
     return exit_

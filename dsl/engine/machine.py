@@ -7,11 +7,13 @@ the `Result` — is frozen. Fields are named after the VMCB and KVM fields of kv
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import attrs
 
 from dsl.engine import events
+from dsl.engine.profiles import Profile
 from dsl.engine.program import DEFAULT_RFLAGS, Event, IdtGate, Program, VectoringFault
 from dsl.engine.result import (
     RFLAGS_RF,
@@ -46,22 +48,32 @@ HANDLER_BASE = 0xFFFF_0000
 HANDLER_STRIDE = 0x10
 
 
+#: `tuple.__new__(Cls, values)` builds a NamedTuple in C; `Cls(...)` goes through a generated Python `__new__`.
+#: A run builds dozens of trace entries and changes, always with every field, so the engine uses the C path.
+_new_tuple = tuple.__new__
+
 #: How the trace shows an empty event queue.
 NOTHING_QUEUED = "—"
 #: Trace actions whose entry reports a change of KVM's event queue as `Change("queue", old, new)`.
-QUEUE_ACTIONS: frozenset[Action] = frozenset(
-    (
-        Action.QUEUE,
-        Action.REQUEUE,
-        Action.INJECT,
-        Action.DROP,
-        Action.CANCEL,
-        Action.COMPLETE,
-        Action.DECODE,  # the emulator's skip clears a queued exception first (K-5.19-7 step b)
-        Action.FAIL,
-        Action.REFLECT,
-    )
+QUEUE_ACTIONS: tuple[Action, ...] = (
+    Action.QUEUE,
+    Action.REQUEUE,
+    Action.INJECT,
+    Action.DROP,
+    Action.CANCEL,
+    Action.COMPLETE,
+    Action.DECODE,  # the emulator's skip clears a queued exception first (K-5.19-7 step b)
+    Action.FAIL,
+    Action.REFLECT,
 )
+#: The same members by identity: every trace entry asks, and hashing an Enum member runs Python code.
+_QUEUE_ACTION_IDS: frozenset[int] = frozenset(id(action) for action in QUEUE_ACTIONS)
+
+
+@functools.cache
+def default_gate(vector: int) -> IdtGate:
+    """The gate of a vector the set-up does not list (built once per vector: gates are looked up per delivery)."""
+    return IdtGate(vector)
 
 
 def page_of(address: int) -> int:
@@ -124,6 +136,8 @@ class EventQueue:
 
     def describe(self) -> str:
         """What the queue holds, for the trace: `#BP injected`, `INT 0x80 soft injected`, `NMI pending`, or `—`."""
+        if self.empty():
+            return NOTHING_QUEUED
         parts: list[str] = []
         if self.exception_pending or self.exception_injected:
             state = "injected" if self.exception_injected else "pending"
@@ -229,6 +243,7 @@ class Machine:
     """The vCPU under simulation and everything observed so far."""
 
     program: Program
+    hardware: Profile  # the CPU model of program.profile, looked up once
     mode: CpuMode
     cpl: int
     gif: bool
@@ -266,7 +281,7 @@ class Machine:
     vmcb12_exits: list[Vmcb12Exit] = attrs.Factory(list)
     tracepoints: list[str] = attrs.Factory(list)
     notes: list[str] = attrs.Factory(list)
-    rules: list[str] = attrs.Factory(list)
+    rules: dict[str, None] = attrs.Factory(dict)  # rules applied, in first-use order (a dict: O(1) membership)
     trace: list[TraceEntry] = attrs.Factory(list)
     pending_exception_seen: int | None = None
     debug_exits: int = 0
@@ -319,7 +334,7 @@ class Machine:
         return (1 << bits) - 1
 
     def gate(self, vector: int) -> IdtGate:
-        return self.idt.get(vector) or IdtGate(vector)
+        return self.idt.get(vector) or default_gate(vector)
 
     def handler_address(self, vector: int) -> int:
         return HANDLER_BASE + vector * HANDLER_STRIDE
@@ -371,20 +386,20 @@ class Machine:
         Entries that can change KVM's event queue (QUEUE_ACTIONS) also report it when it changed since the last
         report, so the trace shows the queued event without a reader having to infer it from the actions.
         """
-        if action in QUEUE_ACTIONS:
+        if id(action) in _QUEUE_ACTION_IDS:
             shown = self.kvm.queue.describe()
             if shown != self.queue_shown:
-                changes = (*changes, Change("queue", self.queue_shown, shown))
+                changes = (*changes, _new_tuple(Change, ("queue", self.queue_shown, shown)))
                 self.queue_shown = shown
-        self.trace.append(TraceEntry(actor, action, rule, message, changes))
-        if rule and rule not in self.rules:
-            self.rules.append(rule)
+        self.trace.append(_new_tuple(TraceEntry, (actor, action, rule, message, changes)))
+        if rule:
+            self.rules[rule] = None  # a dict keeps the first insertion's place
 
     def put(self, target: object, name: str, value: object, label: str = "") -> Change:
         """Set `target.name` and return the change for the trace (`label` prefixes the field name)."""
         old = getattr(target, name)
         setattr(target, name, value)
-        return Change(f"{label}{name}", old, value)
+        return _new_tuple(Change, (label + name, old, value))
 
     def set_anomaly(self, outcome: Outcome) -> None:
         """The first anomaly (host BUG, VMEXIT_INVALID, …) decides the outcome."""
@@ -393,21 +408,23 @@ class Machine:
 
     def record_vmrun(self, failed: bool = False) -> None:
         vmcb = self.vmcb
+        kvm = self.kvm
+        # Positional, in field order (event_inj … failed): keyword binding of 13 arguments doubles the cost.
         self.vmruns.append(
             VmrunRecord(
-                event_inj=vmcb.event_inj,
-                event_inj_err=vmcb.event_inj_err,
-                next_rip=vmcb.next_rip,
-                rip=vmcb.rip,
-                cs_base=vmcb.cs_base,
-                rflags=vmcb.rflags,
-                interrupt_shadow=vmcb.int_shadow,
-                nested=self.kvm.guest_mode,
-                exits_before=len(self.exits),
-                soft_int=self.kvm.soft_int,
-                int3_injected=self.kvm.int3_injected,
-                int3_rip=self.kvm.int3_rip,
-                failed=failed,
+                vmcb.event_inj,
+                vmcb.event_inj_err,
+                vmcb.next_rip,
+                vmcb.rip,
+                vmcb.cs_base,
+                vmcb.rflags,
+                vmcb.int_shadow,
+                kvm.guest_mode,
+                len(self.exits),
+                kvm.soft_int,
+                kvm.int3_injected,
+                kvm.int3_rip,
+                failed,
             )
         )
 

@@ -11,6 +11,10 @@ from dsl.engine.vocab import CpuMode, EventType, ExitCode, HardwareProfile, Vect
 #: #BP/#OF/#BR caused by INT3, INTO and BOUND. bhyve's nrip_valid() uses the same ranges.
 _NRIP_EXIT_RANGES: tuple[tuple[int, int], ...] = ((0x65, 0x7C), (0x80, 0x8D))
 _NRIP_EXCEPTION_EXITS: tuple[int, ...] = (ExitCode.EXCP_BP, ExitCode.EXCP_OF, ExitCode.EXCP_BR)
+#: The same list as one set of plain ints: every #VMEXIT asks.
+_NRIP_EXITS: frozenset[int] = frozenset(
+    (*_NRIP_EXCEPTION_EXITS, *(code for low, high in _NRIP_EXIT_RANGES for code in range(low, high + 1)))
+)
 
 #: Exception vectors VMRUN accepts as EVENTINJ type 3 (H-8): the defined exceptions. 2 (NMI) is not one.
 HARDWARE_EXCEPTION_VECTORS: tuple[int, ...] = (
@@ -54,11 +58,7 @@ class Profile:
 
     def saves_next_rip(self, exit_code: int) -> bool:
         """Whether this exit writes next_rip (H-12); False means the CPU clears it (NRIPS) or never writes it."""
-        if not self.nrips:
-            return False
-        if exit_code in _NRIP_EXCEPTION_EXITS:
-            return True
-        return any(low <= exit_code <= high for low, high in _NRIP_EXIT_RANGES)
+        return self.nrips and exit_code in _NRIP_EXITS
 
     def exit_next_rip(self, exit_code: int, next_ip: int, current: int) -> int:
         """The next_rip field after an exit: saved, cleared to 0 (NRIPS, H-12), or untouched (no NRIPS, Q-3)."""

@@ -60,10 +60,13 @@ def evidence_of(rule: str, policy_tags: Mapping[str, Evidence] = _NO_TAGS) -> Ev
 
 
 _RANK: dict[Evidence, int] = {tag: _STRENGTH.index(tag) for tag in _STRENGTH} | {Evidence.ARCH: 0}
+#: Each non-[V] spec rule's rank, precomputed: every run asks (string keys hash in C, Enum members in Python).
+_SPEC_RANK: dict[str, int] = {rule: _RANK[tag] for rule, tag in RULE_EVIDENCE.items() if _RANK[tag]}
 
 
 def weakest(rules: Iterable[str], policy_tags: Mapping[str, Evidence] = _NO_TAGS) -> Evidence:
     """The weakest evidence among `rules` ([V] when empty), with the running policy's own tags (`Policy.evidence`:
     "xen [U]", "BHYVE-3 [I]" …) next to the specification's."""
-    rank = max((_RANK[evidence_of(rule, policy_tags)] for rule in rules), default=0)
+    ranks = _SPEC_RANK | {rule: _RANK[tag] for rule, tag in policy_tags.items()} if policy_tags else _SPEC_RANK
+    rank = max((ranks.get(rule, 0) for rule in rules), default=0)
     return _STRENGTH[rank]

@@ -7,6 +7,9 @@ then the nested fix-ups and VMRUN; after every #VMEXIT `svm->next_rip = 0`, the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from dsl.engine import cpu, events
 from dsl.engine.cpu import Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
@@ -83,15 +86,16 @@ def build(program: Program) -> Machine:
         next_rip=setup.vmcb_next_rip,
     )
     nested = setup.nesting is not None
-    cpu_nrips = PROFILES[program.profile].nrips
+    hardware = PROFILES[program.profile]
     m = Machine(
         program=program,
+        hardware=hardware,
         mode=setup.mode,
         cpl=setup.cpl,
         gif=setup.gif,
         vmcb01=Vmcb() if nested else guest,
         vmcb02=guest if nested else Vmcb(),
-        kvm=Kvm(nrips=program.options.nrips and cpu_nrips),
+        kvm=Kvm(nrips=program.options.nrips and hardware.nrips),
         memory={},
         written=set(),
         missing={PageTable.GUEST: set(), PageTable.HOST: set()},
@@ -112,45 +116,54 @@ def build(program: Program) -> Machine:
 
 
 def _step(m: Machine, policy: Policy, field: str, step: Step) -> None:
-    if not isinstance(step, Run):
+    if type(step) is not Run:
         m.debug_exit_pending = False  # userspace acted on the debug exit
-    if isinstance(step, Execute):
-        for _ in range(step.count):
-            _guest_action(m, policy, field)
-    elif isinstance(step, Inject):
-        _inject(m, policy, field, step)
-    elif isinstance(step, L1Vmrun):
-        _l1_vmrun(m, policy, field, step)
-    elif isinstance(step, VectoringFault):
-        m.armed_faults.append(step)
-        target = "" if step.during is None else f" of vector {step.during:#x}"
-        m.log(
-            Actor.CPU, Action.NOTE, "", f"the next delivery{target} hits {step.fault.value} ({step.handled_by.value})"
-        )
-    elif isinstance(step, ExitFor):
-        if m.in_guest:
-            _after_exit(m, policy, cpu.async_exit(m, step.exit_code))
-        else:
-            m.armed_exits.append(step.exit_code)
-    elif isinstance(step, ModifyCode):
-        m.write(step.address, step.data)
-        m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {step.address:#x} rewritten: {step.data.hex(' ')}")
-    elif isinstance(step, SetPage):
-        page = page_of(step.address)
-        (m.missing[step.table].discard if step.present else m.missing[step.table].add)(page)
-        state = "mapped" if step.present else "unmapped"
-        m.log(Actor.GUEST, Action.MODIFY, "", f"page {page:#x} {state} in the {step.table.value} tables")
-    elif isinstance(step, CancelEntry):
-        m.cancel_armed = True
-    elif isinstance(step, SaveRestore):
-        _save_restore(m, policy, field, step)
-    elif isinstance(step, Reenter):
-        if m.in_guest:
-            raise EngineError(field, "re-enter", "L0 outside the guest (the guest is running: an exit must come first)")
-        _require_l0(m, field)
-        _enter(m, policy)
-    elif isinstance(step, Run):
-        _run(m, policy, step)
+    _STEP_HANDLERS[type(step)](m, policy, field, step)
+
+
+def _execute(m: Machine, policy: Policy, field: str, step: Execute) -> None:
+    for _ in range(step.count):
+        _guest_action(m, policy, field)
+
+
+def _vectoring_fault(m: Machine, policy: Policy, field: str, step: VectoringFault) -> None:
+    m.armed_faults.append(step)
+    target = "" if step.during is None else f" of vector {step.during:#x}"
+    m.log(Actor.CPU, Action.NOTE, "", f"the next delivery{target} hits {step.fault.value} ({step.handled_by.value})")
+
+
+def _exit_for(m: Machine, policy: Policy, field: str, step: ExitFor) -> None:
+    if m.in_guest:
+        _after_exit(m, policy, cpu.async_exit(m, step.exit_code))
+    else:
+        m.armed_exits.append(step.exit_code)
+
+
+def _modify_code(m: Machine, policy: Policy, field: str, step: ModifyCode) -> None:
+    m.write(step.address, step.data)
+    m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {step.address:#x} rewritten: {step.data.hex(' ')}")
+
+
+def _set_page(m: Machine, policy: Policy, field: str, step: SetPage) -> None:
+    page = page_of(step.address)
+    (m.missing[step.table].discard if step.present else m.missing[step.table].add)(page)
+    state = "mapped" if step.present else "unmapped"
+    m.log(Actor.GUEST, Action.MODIFY, "", f"page {page:#x} {state} in the {step.table.value} tables")
+
+
+def _cancel_entry(m: Machine, policy: Policy, field: str, step: CancelEntry) -> None:
+    m.cancel_armed = True
+
+
+def _reenter(m: Machine, policy: Policy, field: str, step: Reenter) -> None:
+    if m.in_guest:
+        raise EngineError(field, "re-enter", "L0 outside the guest (the guest is running: an exit must come first)")
+    _require_l0(m, field)
+    _enter(m, policy)
+
+
+def _run_step(m: Machine, policy: Policy, field: str, step: Run) -> None:
+    _run(m, policy, step)
 
 
 def _require_l0(m: Machine, field: str) -> None:
@@ -357,3 +370,19 @@ def _result(m: Machine, policy: Policy) -> Result:
         notes=tuple(m.notes),
         trace=tuple(m.trace),
     )
+
+
+#: One handler per step class: a dict lookup on the exact type instead of a chain of isinstance tests.
+_STEP_HANDLERS: dict[type, Callable[[Machine, Policy, str, Any], None]] = {
+    Execute: _execute,
+    Inject: _inject,
+    L1Vmrun: _l1_vmrun,
+    VectoringFault: _vectoring_fault,
+    ExitFor: _exit_for,
+    ModifyCode: _modify_code,
+    SetPage: _set_page,
+    CancelEntry: _cancel_entry,
+    SaveRestore: _save_restore,
+    Reenter: _reenter,
+    Run: _run_step,
+}

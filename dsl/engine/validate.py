@@ -7,6 +7,7 @@ VMEXIT_INVALID (H-8, K-7.1-6).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from dsl.engine.errors import EngineError
 from dsl.engine.policies import POLICIES, implemented
@@ -126,44 +127,76 @@ def _validate_event(field: str, source: InjectionSource, event: Event) -> None:
 
 
 def _validate_step(program: Program, field: str, step: object) -> None:
-    nested = program.setup.nesting is not None
-    if isinstance(step, Execute):
-        _check(step.count >= 1, f"{field}.count", step.count, "at least 1")
-    elif isinstance(step, Inject):
-        _check(
-            step.source is not InjectionSource.L1,
-            f"{field}.source",
-            step.source.value,
-            "userspace or guest-debug (L1 injects with an L1 VMRUN step)",
-        )
-        _validate_event(f"{field}.event", step.source, step.event)
-    elif isinstance(step, L1Vmrun):
-        _check(nested, field, "L1 VMRUN", "a set-up with nesting (an L1 hypervisor)")
-        _check(0 <= step.event_inj <= MAX_U32, f"{field}.event_inj", step.event_inj, "the low 32 bits of EVENTINJ")
-        _check(0 <= step.next_rip <= MAX_U64, f"{field}.next_rip", step.next_rip, "a 64-bit value")
-    elif isinstance(step, VectoringFault):
-        _check(step.handled_by is not Level.L1 or nested, f"{field}.handled_by", "L1", "a set-up with nesting")
-        _check(
-            step.fault is not FaultKind.NPF or step.handled_by is not Level.GUEST,
-            f"{field}.handled_by",
-            "guest",
-            "L0 or L1: an #NPF is never handled by the guest",
-        )
-        _check(
-            step.during is None or 0 <= step.during < VECTOR_COUNT, f"{field}.during", step.during, "a vector 0 … 0xff"
-        )
-    elif isinstance(step, ExitFor):
-        _check(
-            step.exit_code in ASYNC_EXITS,
-            f"{field}.exit_code",
-            step.exit_code,
-            lambda: "one of " + ", ".join(code.name for code in ASYNC_EXITS),
-        )
-    elif isinstance(step, ModifyCode):
-        _check(0 < len(step.data) <= MAX_PATCH_BYTES, f"{field}.data", len(step.data), "1 … 4096 bytes")
-    elif isinstance(step, SetPage):
-        _check(0 <= step.address <= MAX_U64, f"{field}.address", step.address, "a 64-bit address")
-    elif isinstance(step, SaveRestore):
-        _check(nested, field, "save/restore", "a set-up with nesting (KVM_GET/SET_NESTED_STATE)")
-    elif isinstance(step, Run):
-        _check(step.max_entries >= 1, f"{field}.max_entries", step.max_entries, "at least 1")
+    check = _STEP_CHECKS.get(type(step))
+    if check is not None:
+        check(program.setup.nesting is not None, field, step)
+
+
+def _execute(nested: bool, field: str, step: Execute) -> None:
+    _check(step.count >= 1, f"{field}.count", step.count, "at least 1")
+
+
+def _inject(nested: bool, field: str, step: Inject) -> None:
+    _check(
+        step.source is not InjectionSource.L1,
+        f"{field}.source",
+        step.source.value,
+        "userspace or guest-debug (L1 injects with an L1 VMRUN step)",
+    )
+    _validate_event(f"{field}.event", step.source, step.event)
+
+
+def _l1_vmrun(nested: bool, field: str, step: L1Vmrun) -> None:
+    _check(nested, field, "L1 VMRUN", "a set-up with nesting (an L1 hypervisor)")
+    _check(0 <= step.event_inj <= MAX_U32, f"{field}.event_inj", step.event_inj, "the low 32 bits of EVENTINJ")
+    _check(0 <= step.next_rip <= MAX_U64, f"{field}.next_rip", step.next_rip, "a 64-bit value")
+
+
+def _vectoring_fault(nested: bool, field: str, step: VectoringFault) -> None:
+    _check(step.handled_by is not Level.L1 or nested, f"{field}.handled_by", "L1", "a set-up with nesting")
+    _check(
+        step.fault is not FaultKind.NPF or step.handled_by is not Level.GUEST,
+        f"{field}.handled_by",
+        "guest",
+        "L0 or L1: an #NPF is never handled by the guest",
+    )
+    _check(step.during is None or 0 <= step.during < VECTOR_COUNT, f"{field}.during", step.during, "a vector 0 … 0xff")
+
+
+def _exit_for(nested: bool, field: str, step: ExitFor) -> None:
+    _check(
+        step.exit_code in ASYNC_EXITS,
+        f"{field}.exit_code",
+        step.exit_code,
+        lambda: "one of " + ", ".join(code.name for code in ASYNC_EXITS),
+    )
+
+
+def _modify_code(nested: bool, field: str, step: ModifyCode) -> None:
+    _check(0 < len(step.data) <= MAX_PATCH_BYTES, f"{field}.data", len(step.data), "1 … 4096 bytes")
+
+
+def _set_page(nested: bool, field: str, step: SetPage) -> None:
+    _check(0 <= step.address <= MAX_U64, f"{field}.address", step.address, "a 64-bit address")
+
+
+def _save_restore(nested: bool, field: str, step: SaveRestore) -> None:
+    _check(nested, field, "save/restore", "a set-up with nesting (KVM_GET/SET_NESTED_STATE)")
+
+
+def _run(nested: bool, field: str, step: Run) -> None:
+    _check(step.max_entries >= 1, f"{field}.max_entries", step.max_entries, "at least 1")
+
+
+#: The checks of each step class (steps with nothing to check have none): one dict lookup per step.
+_STEP_CHECKS: dict[type, Callable[[bool, str, Any], None]] = {
+    Execute: _execute,
+    Inject: _inject,
+    L1Vmrun: _l1_vmrun,
+    VectoringFault: _vectoring_fault,
+    ExitFor: _exit_for,
+    ModifyCode: _modify_code,
+    SetPage: _set_page,
+    SaveRestore: _save_restore,
+    Run: _run,
+}

@@ -8,8 +8,6 @@ as SOFT (K-6.0-7), L1→L2 NMI kept apart from L1's NMI state (K-6.0-8), and nes
 
 from __future__ import annotations
 
-import attrs
-
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
@@ -144,7 +142,8 @@ class Kvm60(Kvm519):
         l1nmi, soft = kvm.nmi_l1_to_l2, kvm.soft_int.injected
         kvm.nmi_l1_to_l2 = False
         if soft:
-            kvm.soft_int = attrs.evolve(kvm.soft_int, injected=False)
+            record = kvm.soft_int
+            kvm.soft_int = SoftIntRecord(False, record.csbase, record.old_rip, record.next_rip)
         clear_queue(m, "K-6.0-9")
         info = vmcb.exit_int_info
         if not events.is_valid(info):
