@@ -40,9 +40,10 @@ def _restriction(text: str) -> str:
 
 def _axes_epilog() -> str:
     lines = ["axes (default selection in brackets; NAME=all selects every value):"]
+    width = max(len(axis.name) for axis in AXES)
     for axis in AXES:
         values = ", ".join(f"[{v}]" if v in axis.default else v for v in axis.values)
-        lines.append(f"  {axis.name:<12} {values}")
+        lines.append(f"  {axis.name:<{width}}  {values}")
     return "\n".join(lines)
 
 
