@@ -1,0 +1,244 @@
+"""Hold the engine to real KVM: run each scenario row on the engine (profile qemu-tcg, the kernel's policy) and
+under real kvm_amd in QEMU, and list every observable on which they disagree.
+
+A scenario is compared once per outline row, whatever policies it names: the policy is the kernel's. Rows the
+backend cannot express are listed with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from dsl.backends.qemu_kvm import boot, report
+from dsl.backends.qemu_kvm.kernel import Kernel
+from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
+from dsl.engine import EngineError, Program, Result, run
+from dsl.engine.result import EVENT_VALID
+from dsl.engine.vocab import HardwareProfile, Outcome, PolicyName, SoftIntReading
+
+#: Library tag of scenarios the engine does not model yet: listed, not compared.
+PENDING_TAG = "pending"
+#: K-6.19-6 is read two ways for INT n >= 0x80; real kvm_amd follows reading B (the sign-extended imm8 never
+#: matches): on 6.1.192 `int 0x80` whose delivery is cut short is retried, not re-injected (tests/backends).
+REAL_SOFT_INT_READING = SoftIntReading.B
+
+#: EXITINTINFO's vector field.
+VECTOR_MASK = 0xFF
+#: The tag KVM appends to kvm_inj_* when it re-injects an event from EXITINTINFO (K-6.0-18).
+REINJECTED = "[reinjected]"
+
+
+@attrs.frozen
+class Subject:
+    """One scenario (outline row) to compare: where it is and its program under the kernel's policy."""
+
+    label: str  # file:line: scenario [row n]
+    program: Program
+    pending: bool = False
+
+
+@attrs.frozen
+class Disagreement:
+    observable: str
+    engine: str
+    real: str
+
+
+@attrs.frozen
+class Comparison:
+    subject: Subject
+    lowered: GuestCase | NotExpressible
+    observation: report.Observation | None = None
+    disagreements: tuple[Disagreement, ...] = ()
+    unspecified: bool = False  # the engine says the sources are silent: real KVM's answer is a finding, not a failure
+
+    @property
+    def expressible(self) -> bool:
+        return isinstance(self.lowered, GuestCase)
+
+
+@attrs.frozen
+class ComparisonReport:
+    kernel: Kernel
+    policy: PolicyName
+    comparisons: tuple[Comparison, ...]
+    boot_seconds: float
+
+    @property
+    def disagreeing(self) -> tuple[Comparison, ...]:
+        return tuple(c for c in self.comparisons if c.disagreements)
+
+    @property
+    def compared(self) -> tuple[Comparison, ...]:
+        return tuple(c for c in self.comparisons if c.expressible)
+
+
+def subjects(files: Iterable[Path], policy: PolicyName) -> tuple[Subject, ...]:
+    """Every scenario row of `files`, once, as a program under `policy` on the qemu-tcg profile."""
+    from dsl.runtime.loader import load  # the runtime stage; imported here so the backend stays importable alone
+
+    found: dict[tuple[str, str, int | None], Subject] = {}
+    for path in files:
+        loaded = load(path)
+        if loaded.lowered is None:
+            continue
+        for case in loaded.lowered.cases:
+            key = (loaded.display, case.scenario, case.row)
+            if key in found:
+                continue
+            row = f" [row {case.row}]" if case.row is not None else ""
+            label = f"{loaded.display}:{case.loc.line}: {case.display_title}{row}"
+            options = attrs.evolve(case.program.options, soft_int_reading=REAL_SOFT_INT_READING)
+            program = attrs.evolve(case.program, profile=HardwareProfile.QEMU_TCG, policy=policy, options=options)
+            found[key] = Subject(label, program, pending=PENDING_TAG in case.tags)
+    return tuple(found.values())
+
+
+def compare(items: tuple[Subject, ...], kernel: Kernel, cache: Path) -> ComparisonReport:
+    """Lower every subject, boot once for all expressible ones, and compare each with the engine."""
+    lowered = tuple(
+        NotExpressible("pending in the library: the engine does not model it yet")
+        if subject.pending
+        else lower(subject.program, f"c{index}")
+        for index, subject in enumerate(items)
+    )
+    cases = tuple(item for item in lowered if isinstance(item, GuestCase))
+    observations: dict[str, report.Observation] = {}
+    seconds = 0.0
+    if cases:
+        output = boot.boot(kernel, cases, cache)
+        observations = report.parse(output.results, {case.case_id: case.mode for case in cases})
+        seconds = output.seconds
+    comparisons = []
+    for subject, item in zip(items, lowered, strict=True):
+        if isinstance(item, NotExpressible):
+            comparisons.append(Comparison(subject, item))
+            continue
+        observation = observations.get(item.case_id, report.Observation(item.case_id, error="no output for this case"))
+        unspecified = _unspecified(subject.program)
+        found = disagreements(subject.program, observation)
+        comparisons.append(Comparison(subject, item, observation, found, unspecified))
+    return ComparisonReport(kernel, kernel.policy, tuple(comparisons), seconds)
+
+
+def disagreements(program: Program, real: report.Observation) -> tuple[Disagreement, ...]:
+    """Every observable on which the engine's run of `program` and real KVM's differ."""
+    try:
+        result = run(program)
+    except EngineError as problem:
+        return (Disagreement("engine", f"error: {problem}", "ran"),)
+    engine_deliveries = result.deliveries
+    if real.stop == report.STOP_AT_LIMIT:
+        engine_deliveries = engine_deliveries[: len(real.deliveries)]  # both sides cut a loop at their own bound
+    pairs = (
+        ("outcome", _engine_outcome(result), classify(real, soft_vector(program.setup))),
+        (
+            "deliveries (vector, return address)",
+            _listing((d.vector, d.return_rip) for d in engine_deliveries),
+            _real_deliveries(real),
+        ),
+        ("vectoring exits (exit code, EXITINTINFO)", _engine_exits(result), _real_exits(real)),
+        ("RIP at the VMRUN after the first vectoring exit", _engine_reentry(result), _real_reentry(real)),
+        ("injection tracepoints", _engine_injections(result), _real_injections(real)),
+    )
+    return tuple(Disagreement(name, engine, actual) for name, engine, actual in pairs if engine != actual)
+
+
+def _unspecified(program: Program) -> bool:
+    try:
+        return run(program).outcome is Outcome.UNSPECIFIED
+    except EngineError:
+        return False
+
+
+def classify(real: report.Observation, subject: int | None) -> str:
+    """The outcome class of a real run, in the engine's words (README glossary), or what went wrong.
+
+    `subject` is the vector the scenario's instruction raises as a soft event (None: not a soft instruction).
+    """
+    if real.error is not None:
+        return f"error: {real.error}"
+    vectors = [d.vector for d in real.deliveries]
+    if real.stop not in (report.STOP_AT_END, report.STOP_AT_LIMIT):
+        return f"stopped: {real.stop} at 0x{real.stop_rip:x}"
+    if subject is None:  # nothing soft raised: only faults of the instruction itself, if anything
+        return Outcome.DELIVERED.value if vectors and real.stop == report.STOP_AT_END else Outcome.NO_EVENT.value
+    if real.stop == report.STOP_AT_LIMIT and any(vectors.count(vector) > 1 for vector in vectors):
+        return Outcome.DUPLICATED.value  # a delivery that returns onto its own instruction, again and again
+    delivered = subject in vectors
+    exits = [e for e in _valid_exits(real) if subject is None or e.exit_int_info & VECTOR_MASK == subject]
+    if not exits:
+        return Outcome.DELIVERED.value if delivered else Outcome.NO_EVENT.value
+    if not delivered:
+        return Outcome.LOST.value
+    if any(REINJECTED in line for line in real.injections):
+        return Outcome.REINJECT.value
+    return Outcome.RETRY.value
+
+
+def _engine_outcome(result: Result) -> str:
+    # A dropped soft event of a guest instruction is a retry (README glossary, "drop"): indistinguishable to a guest.
+    if result.outcome is Outcome.DROPPED:
+        return Outcome.RETRY.value
+    return str(result.outcome.value)
+
+
+def _real_deliveries(real: report.Observation) -> str:
+    return _listing((d.vector, d.return_rip) for d in real.deliveries)
+
+
+def _engine_exits(result: Result) -> str:
+    valid = (e for e in result.exits if e.exit_int_info & EVENT_VALID and not e.cancelled)
+    return _listing((e.exit_code, e.exit_int_info) for e in valid)
+
+
+def _valid_exits(real: report.Observation) -> tuple[report.RealExit, ...]:
+    return tuple(e for e in real.exits if e.exit_int_info & EVENT_VALID)
+
+
+def _real_exits(real: report.Observation) -> str:
+    return _listing((e.exit_code if e.exit_code is not None else e.reason, e.exit_int_info) for e in _valid_exits(real))
+
+
+def _engine_reentry(result: Result) -> str:
+    after = [vmrun.rip for vmrun in result.vmruns if vmrun.exits_before > 0]
+    return f"0x{after[0]:x}" if after else "-"
+
+
+def _real_reentry(real: report.Observation) -> str:
+    seen_exit = False
+    for line in real.tracepoints:
+        exit_match, entry_match = report._EXIT.search(line), report._ENTRY.search(line)
+        if exit_match and int(exit_match["info"], 0) & EVENT_VALID:
+            seen_exit = True
+        elif entry_match and seen_exit:
+            return f"0x{int(entry_match['rip'], 0):x}"
+    return "-"
+
+
+def _engine_injections(result: Result) -> str:
+    return " | ".join(sorted({line for line in result.tracepoints if line.startswith("kvm_inj_")})) or "-"
+
+
+def _real_injections(real: report.Observation) -> str:
+    return " | ".join(sorted(set(real.injections))) or "-"
+
+
+#: Long delivery loops are shown by their first entries and their length.
+_LISTED = 4
+
+
+def _listing(items: Iterable[tuple[int | str, int | None]]) -> str:
+    shown = [f"({_hex(a)}, {_hex(b)})" for a, b in items]
+    if len(shown) > _LISTED:
+        return ", ".join(shown[:_LISTED]) + f", … ({len(shown)} in all)"
+    return ", ".join(shown) or "-"
+
+
+def _hex(value: int | str | None) -> str:
+    if value is None:
+        return "?"
+    return value if isinstance(value, str) else f"0x{value:x}"

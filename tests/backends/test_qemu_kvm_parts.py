@@ -1,0 +1,158 @@
+"""The real-KVM backend's parts, without QEMU: version → policy, lowering, reading the guest program's output."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsl.backends.qemu_kvm import cpio, layout, report
+from dsl.backends.qemu_kvm.compare import classify, disagreements
+from dsl.backends.qemu_kvm.kernel import policy_for_version
+from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
+from dsl.engine import CodeBytes, Execute, Nesting, PolicyOptions, Program, Run, Setup, VectoringFault
+from dsl.engine.vocab import CpuMode, FaultKind, HardwareProfile, PagingMode, PolicyName
+
+# What svmrun printed for a real-mode INT3 whose frame push took an #NPF, under Debian's 6.1.192 (kvm_amd on TCG).
+REAL_MODE_INT3_OUTPUT = """\
+begin c0
+deliver 3 0x7ffa 0x0 011000000202000000000000000000000000000000000000000000000000000000000000000000000000000000000000
+stop hlt 0x1001
+trace kvm_entry: vcpu 0, rip 0x1000
+trace kvm_exit: vcpu 0 reason npf rip 0x1000 info1 0x0000000100000006 info2 0x000000000007fffe intr_info 0x80000403 \
+error_code 0x00000000
+trace kvm_inj_virq: Soft/INTn 0x3 [reinjected]
+trace kvm_entry: vcpu 0, rip 0x1001[immediate exit]
+trace kvm_exit: vcpu 0 reason interrupt rip 0x40030 info1 0x0 info2 0x0 intr_info 0x00000403 error_code 0x00000000
+trace kvm_entry: vcpu 0, rip 0x40030
+trace kvm_exit: vcpu 0 reason hlt rip 0x1001 info1 0x0 info2 0x0 intr_info 0x00000000 error_code 0x00000000
+end
+"""
+
+
+def _int3_program(mode: CpuMode = CpuMode.REAL, *, faults: int = 1) -> Program:
+    return Program(
+        setup=Setup(mode=mode, rip=0x1000, code=(CodeBytes(0x1000, b"\xcc"),)),
+        steps=(*(VectoringFault(FaultKind.NPF),) * faults, Execute(), Run()),
+        profile=HardwareProfile.QEMU_TCG,
+        policy=PolicyName.KVM_6_19,
+        options=PolicyOptions(nrips=False, paging=PagingMode.NPT),
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "policy"),
+    [
+        ("5.10.237-1", PolicyName.KVM_5_19),  # before the seed series (README § Policy names: merged for v6.0)
+        ("6.0.12", PolicyName.KVM_6_0),
+        ("6.1.10", PolicyName.KVM_6_0),  # before the 6.1.14 backport of 17122c06b86c
+        ("6.1.20", PolicyName.KVM_6_2),
+        ("6.1.192-2", PolicyName.KVM_6_19),  # carries 4da3768e1820 (observed: INT 0x80 retried)
+        ("6.12.57", PolicyName.KVM_6_6),
+        ("7.1", PolicyName.KVM_7_1),
+    ],
+)
+def test_kernel_version_picks_the_policy_of_its_release(version: str, policy: PolicyName) -> None:
+    """README § Policy names and § Stable and distribution kernels: a stable kernel is its base plus backports."""
+    assert policy_for_version(version) is policy
+
+
+def test_one_l0_fault_leaves_only_the_stack_page_cold() -> None:
+    """EX-01: the delivery's first access that misses L0's tables is the frame push, so only the stack is cold."""
+    lowered = lower(_int3_program(), "c0")
+    assert isinstance(lowered, GuestCase)
+    warm = next(line for line in lowered.lines if line.startswith(f"mem {layout.WARM_CODE:x} "))
+    routine = bytes.fromhex(warm.split()[2])
+    assert layout.IDT_BASE.to_bytes(4, "little") in routine
+    assert layout.STACK_PAGE.to_bytes(4, "little") not in routine
+
+
+def test_two_l0_faults_leave_the_idt_and_the_stack_cold() -> None:
+    """EX-02 (delivery cut short twice): the CPU reads the gate, then pushes the frame; both pages start cold."""
+    lowered = lower(_int3_program(CpuMode.PROTECTED_32, faults=2), "c0")
+    assert isinstance(lowered, GuestCase)
+    warm = next(line for line in lowered.lines if line.startswith(f"mem {layout.WARM_CODE:x} "))
+    routine = bytes.fromhex(warm.split()[2])
+    assert layout.IDT_BASE.to_bytes(4, "little") not in routine
+    assert layout.STACK_PAGE.to_bytes(4, "little") not in routine
+
+
+def test_a_fault_that_does_not_match_the_paging_mode_is_not_expressible() -> None:
+    """Under npt=1 an L0 fault is an #NPF (exit 0x400), never an intercepted #PF."""
+    program = _int3_program()
+    program = Program(
+        program.setup,
+        (VectoringFault(FaultKind.PF), Execute(), Run()),
+        program.profile,
+        program.policy,
+        program.options,
+    )
+    lowered = lower(program, "c0")
+    assert isinstance(lowered, NotExpressible)
+    assert "#NPF" in lowered.reason
+
+
+def test_nested_scenarios_are_reported_not_expressible() -> None:
+    """Issue 8 item 5: nested scenarios are designed for, not built; they are listed with the reason."""
+    program = _int3_program()
+    nested = Program(Setup(nesting=Nesting()), program.steps, program.profile, program.policy, program.options)
+    lowered = lower(nested, "c0")
+    assert isinstance(lowered, NotExpressible)
+    assert "nested" in lowered.reason
+
+
+def test_soft_vector_follows_the_opcode_after_prefixes() -> None:
+    """H-26/H-27/H-28: prefixes do not change the vector; LOCK makes #UD; INTO is invalid in 64-bit mode."""
+
+    def setup(code: bytes, mode: CpuMode = CpuMode.PROTECTED_32) -> Setup:
+        return Setup(mode=mode, rip=0x1000, code=(CodeBytes(0x1000, code),))
+
+    assert soft_vector(setup(b"\x26\xcc")) == 3
+    assert soft_vector(setup(b"\x48\xcc", CpuMode.LONG_64)) == 3
+    assert soft_vector(setup(b"\x66\xcd\x21")) == 0x21
+    assert soft_vector(setup(b"\xf0\xcc")) is None
+    assert soft_vector(setup(b"\xce", CpuMode.LONG_64)) is None
+    assert soft_vector(setup(b"\x2e" * 14 + b"\xcd\x21")) is None
+
+
+def test_the_guest_programs_output_reads_into_observables() -> None:
+    """Q-4: on TCG the INT3's EXITINTINFO is type 4 (0x80000403); KVM re-injects it as Soft/INTn 0x3 (K-6.0-18)."""
+    observed = report.parse(REAL_MODE_INT3_OUTPUT, {"c0": CpuMode.REAL})["c0"]
+    assert [(d.vector, d.return_rip) for d in observed.deliveries] == [(3, 0x1001)]
+    assert [(e.exit_code, e.exit_int_info) for e in observed.exits[:1]] == [(0x400, 0x80000403)]
+    assert observed.injections == ("kvm_inj_virq: Soft/INTn 0x3 [reinjected]",)
+    assert classify(observed, 3) == "reinject"
+
+
+def test_a_cut_short_event_never_delivered_is_lost_and_one_not_requeued_is_retried() -> None:
+    """Glossary: lost = never delivered; retry = not requeued, the guest re-executes the instruction."""
+    exit_line = "kvm_exit: vcpu 0 reason npf rip 0x1000 info1 0x1 info2 0x2 intr_info 0x80000403 error_code 0x0"
+    exits = (report.RealExit("npf", 0x400, 0x1000, 0x80000403),)
+    lost = report.Observation("c0", (), exits, (), (exit_line,), "hlt", 0x1003)
+    retried = report.Observation(
+        "c0", (report.RealDelivery(3, 0x1001, None, 0),), exits, (), (exit_line,), "hlt", 0x1001
+    )
+    assert classify(lost, 3) == "lost"
+    assert classify(retried, 3) == "retry"
+
+
+def test_the_engine_and_a_matching_observation_agree() -> None:
+    """K-6.0-7 with nrips=0 on qemu-tcg (Q-1, Q-4): the engine's EX-01 matches what real KVM printed."""
+    observed = report.parse(REAL_MODE_INT3_OUTPUT, {"c0": CpuMode.REAL})["c0"]
+    assert disagreements(_int3_program(), observed) == ()
+
+
+def test_a_wrong_return_address_is_a_disagreement() -> None:
+    """Any observable that differs is reported, with both values."""
+    wrong = REAL_MODE_INT3_OUTPUT.replace("deliver 3 0x7ffa 0x0 0110", "deliver 3 0x7ffa 0x0 0010")
+    observed = report.parse(wrong, {"c0": CpuMode.REAL})["c0"]
+    found = disagreements(_int3_program(), observed)
+    assert [d.observable for d in found] == ["deliveries (vector, return address)"]
+    assert found[0].engine == "(0x3, 0x1001)"
+    assert found[0].real == "(0x3, 0x1000)"
+
+
+def test_initramfs_archives_are_newc_and_end_with_the_trailer() -> None:
+    """The kernel's unpacker (init/initramfs.c) needs the 070701 magic, 4-byte alignment and TRAILER!!!."""
+    data = cpio.archive((cpio.Entry("init", cpio.EXECUTABLE, b"#!/bin/sh\n"),))
+    assert data.startswith(b"070701")
+    assert data.rstrip(b"\0").endswith(b"TRAILER!!!")
+    assert len(data) % 4 == 0
