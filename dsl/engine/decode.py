@@ -50,6 +50,10 @@ class InsnKind(enum.Enum):
     CALL = "call"
     OTHER = "other"
 
+    # Members are singletons compared by identity: hash them by identity too, in C. Enum's own __hash__ is Python
+    # code, and the CPU looks kinds up in its intercept and event tables for every instruction.
+    __hash__ = object.__hash__
+
 
 @attrs.frozen
 class Insn:

@@ -311,7 +311,8 @@ class Machine:
     @property
     def state_protected(self) -> bool:
         """SEV-ES / SNP: KVM cannot read or write guest registers (K-5.19-4, K-6.0-31)."""
-        return self.protection in (Protection.SEV_ES, Protection.SEV_SNP)
+        protection = self.program.options.protection
+        return protection is Protection.SEV_ES or protection is Protection.SEV_SNP
 
     def linear(self, rip: int, cs_base: int | None = None) -> int:
         """Linear address of CS:rip (H-31): RIP in 64-bit mode, else (CS.base + EIP) mod 2^32."""

@@ -55,6 +55,13 @@ _STOPPING: tuple[Outcome, ...] = (
     Outcome.EMULATION_ERROR,
     Outcome.SHUTDOWN,
 )
+
+
+def _stopped(m: Machine) -> bool:
+    """Whether an anomaly ended the run (`None in _STOPPING` would compare None with every member)."""
+    return m.anomaly is not None and m.anomaly in _STOPPING
+
+
 #: Guest actions (instructions, handler returns) allowed per entry in `Run` before it gives up.
 ACTIONS_PER_ENTRY = 8
 #: The instruction kinds whose re-execution delivers the subject again (a duplicate).
@@ -68,7 +75,7 @@ def run(program: Program) -> Result:
     policy = POLICIES[program.policy]
     policy.vm_init(m)
     for index, step in enumerate(program.steps):
-        if m.anomaly in _STOPPING:
+        if _stopped(m):
             m.notes.append(f"steps[{index}] and later not run: {m.anomaly.value if m.anomaly else ''}")
             break
         _step(m, policy, f"steps[{index}]", step)
@@ -281,7 +288,7 @@ def _save_restore(m: Machine, policy: Policy, field: str, step: SaveRestore) -> 
 def _enter(m: Machine, policy: Policy) -> None:
     """One VM entry: inject, maybe cancel, nested fix-ups, VMRUN, and the exit that ends it (if any)."""
     policy.inject_pending_event(m)
-    if m.anomaly in _STOPPING:
+    if _stopped(m):
         return
     if m.cancel_armed:
         m.cancel_armed = False
@@ -315,7 +322,7 @@ def _run(m: Machine, policy: Policy, step: Run) -> None:
     """Re-enter and let the guest run until the subject is settled, L1 or userspace must act, or the bound."""
     first_entry = m.entries
     for _ in range(step.max_entries * ACTIONS_PER_ENTRY):
-        if m.anomaly in _STOPPING or m.l1_has_control or m.debug_exit_pending:
+        if _stopped(m) or m.l1_has_control or m.debug_exit_pending:
             return
         if not m.in_guest:
             if m.entries - first_entry >= step.max_entries:
