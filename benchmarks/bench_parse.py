@@ -28,26 +28,40 @@ TARGET_LINES_PER_SECOND = 20_000
 LINES_PER_FILE = 500
 _TOKEN = re.compile(r'"[^"\n]*"|#?[\w.\-]+|\S')
 _TITLE = re.compile(r'^(\s*scenario(?: outline)? ")', re.MULTILINE)
+_BACKGROUND = re.compile(r"^background:", re.MULTILINE)
+#: Where a corpus file's scenarios start: its first tag or scenario line.
+_BODY = re.compile(r"^(@|scenario\b)", re.MULTILINE)
+#: Generated files are parsed as if they sat in the corpus folder, so their includes resolve.
+BENCH_FILE = str(CORPUS / "bench.svm")
 
 
 def generated_files(total_lines: int) -> list[str]:
-    """Corpus files without includes, titles made unique per copy, grouped into files of ~LINES_PER_FILE lines."""
-    sources = [p.read_text() for p in sorted(CORPUS.glob("*.svm")) if "include " not in p.read_text()]
+    """The corpus, titles made unique per copy, grouped into files of ~LINES_PER_FILE lines.
+
+    A corpus file is a head (its `include` and `background:` lines, which apply to the whole file) and a body
+    (its scenarios). Bodies with the same head share generated files, which repeat that head once: a file holds
+    one background, as it must (a second is an error, and would have every scenario checked against both).
+    """
+    heads: dict[str, list[str]] = {}
+    for path in sorted(CORPUS.glob("*.svm")):
+        text = path.read_text()
+        match = _BODY.search(text)
+        if match is not None:  # a file without scenarios is only included
+            heads.setdefault(text[: match.start()], []).append(text[match.start() :])
     files: list[str] = []
-    current: list[str] = []
+    pending = {head: [head] for head in heads}
     lines = 0
     copy = 0
     while lines < total_lines:
-        for source in sources:
-            copy += 1
-            current.append(_TITLE.sub(rf"\g<1>copy {copy}: ", source))
-            count = source.count("\n")
-            lines += count
-            if sum(c.count("\n") for c in current) >= LINES_PER_FILE:
-                files.append("".join(current))
-                current = []
-    if current:
-        files.append("".join(current))
+        for head, bodies in heads.items():
+            for body in bodies:
+                copy += 1
+                pending[head].append(_TITLE.sub(rf"\g<1>copy {copy}: ", body))
+                lines += body.count("\n")
+            if sum(piece.count("\n") for piece in pending[head]) >= LINES_PER_FILE:
+                files.append("".join(pending[head]))
+                pending[head] = [head]
+    files.extend("".join(pieces) for pieces in pending.values() if len(pieces) > 1)
     return files
 
 
@@ -57,11 +71,11 @@ def baseline(text: str) -> int:
 
 
 def parse(text: str) -> int:
-    return len(parse_text(text, "bench.svm").items)
+    return len(parse_text(text, BENCH_FILE).items)
 
 
 def parse_and_check(text: str) -> int:
-    return len(check(parse_text(text, "bench.svm")))
+    return len(check(parse_text(text, BENCH_FILE)))
 
 
 def rate(work: Callable[[str], int], files: list[str], repeat: int) -> float:

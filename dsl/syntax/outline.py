@@ -132,46 +132,71 @@ class _RowError(Exception):
 _LineCache = dict[tuple[int, str], tuple[ast.Statement, ...]]
 
 
+@attrs.frozen
+class _RowLine:
+    """One template line with a row's values substituted, indented as in the template."""
+
+    number: int
+    text: str
+    substitutions: tuple[_Substitution, ...]
+
+
 def _expand_row(
     outline: ast.ScenarioOutline, row: ast.ExampleRow, values: dict[str, str], filename: str, cache: _LineCache
 ) -> ast.Scenario:
-    statements: list[ast.Statement] = []
+    lines: list[_RowLine] = []
     for template in outline.template:
         substituted, subs = substitute(template.text, values)
         indent = template.loc.column - 1
-        line = " " * indent + substituted
-        key = (template.loc.line, line)
-        if key not in cache:
-            shifted = tuple(attrs.evolve(sub, column=sub.column + indent) for sub in subs)
-            cache[key] = _parse_line(template.loc.line, line, shifted, filename)
-        statements.extend(cache[key])
+        shifted = tuple(attrs.evolve(sub, column=sub.column + indent) for sub in subs)
+        lines.append(_RowLine(template.loc.line, " " * indent + substituted, shifted))
+    missing = [line for line in lines if (line.number, line.text) not in cache]
+    if missing:
+        cache.update(_parse_lines(missing, filename))
+    statements = [statement for line in lines for statement in cache[(line.number, line.text)]]
     title, _ = substitute(outline.title, values)
     sources = tuple(substitute(source, values)[0] for source in outline.sources)
     description = substitute(outline.description, values)[0] if outline.description is not None else None
     return ast.Scenario(title, outline.tags, sources, description, tuple(statements), row, loc=outline.loc)
 
 
-def _parse_line(
-    number: int, line: str, substitutions: tuple[_Substitution, ...], filename: str
-) -> tuple[ast.Statement, ...]:
-    """One substituted template line, parsed in place: a bare scenario header on the line above keeps its line
-    number and indentation, so only the columns after a substitution need mapping back to the template."""
-    text = "\n" * (number - 2) + 'scenario "":\n' + line + "\n"
+def _parse_lines(lines: list[_RowLine], filename: str) -> _LineCache:
+    """Substituted template lines, parsed together in place (one parser call per row, not per line): a bare
+    scenario header above the first keeps every line at its number and indentation, so only the columns after
+    a substitution need mapping back to the template."""
+    pieces = ["\n" * (lines[0].number - 2), 'scenario "":\n']
+    at = lines[0].number
+    for line in lines:
+        pieces.append("\n" * (line.number - at))
+        pieces.append(line.text + "\n")
+        at = line.number + 1
+    by_number = {line.number: line for line in lines}
     try:
-        parsed = parse_source(text, filename)
+        parsed = parse_source("".join(pieces), filename)
     except BlockError as error:
         loc = error.diagnostic.loc
-        column = _map_column(loc.column, substitutions) if loc.line == number else loc.column
-        raise _RowError(Loc(filename, number, column), error.diagnostic) from None
+        failing = by_number.get(loc.line)
+        column = _map_column(loc.column, failing.substitutions) if failing is not None else loc.column
+        raise _RowError(Loc(filename, loc.line, column), error.diagnostic) from None
     scenario = parsed.items[0]
     assert isinstance(scenario, ast.Scenario)
+    found: dict[int, list[ast.Statement]] = {line.number: [] for line in lines}
+    for statement in scenario.statements:
+        found[statement.loc.line].append(statement)
+    return {(n, by_number[n].text): _relocated(tuple(st), by_number[n].substitutions) for n, st in found.items()}
+
+
+def _relocated(
+    statements: tuple[ast.Statement, ...], substitutions: tuple[_Substitution, ...]
+) -> tuple[ast.Statement, ...]:
+    """`statements` of one line with their columns moved back to the template's."""
     if all(sub.width == sub.value_width for sub in substitutions):
-        return scenario.statements  # no column moved
+        return statements  # no column moved
 
     def template_loc(loc: Loc) -> Loc:
         return attrs.evolve(loc, column=_map_column(loc.column, substitutions))
 
-    return tuple(_relocate(statement, template_loc) for statement in scenario.statements)
+    return tuple(_relocate(statement, template_loc) for statement in statements)
 
 
 _T = TypeVar("_T")
