@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import keyword
 import re
 import unicodedata
@@ -193,11 +194,20 @@ def template_digest() -> str:
 
 
 def inputs_digest(*sources: bytes) -> str:
-    """The hash recorded in a module's header: the scenario file(s), the template and the generator version."""
+    """The hash recorded in a header: of what the file is generated from, the template and the generator version."""
     digest = hashlib.sha256(template_digest().encode())
     for source in sources:
         digest.update(hashlib.sha256(source).digest())
     return digest.hexdigest()
+
+
+def cases_digest(source: str, cases: tuple[SuiteCase, ...]) -> str:
+    """The inputs of one module: its source path and, per case, title, line, policy, row and tags.
+
+    Not the whole `.svm` text: an edit that changes no case (an expectation, a comment) leaves the module as is.
+    """
+    rows = [[case.scenario, case.line, case.policy, case.row, list(case.tags)] for case in cases]
+    return inputs_digest(json.dumps([source, rows], ensure_ascii=False).encode())
 
 
 def _rendered_tests(module: SuiteModule) -> tuple[RenderedTest, ...]:

@@ -19,6 +19,7 @@ from dsl.compiler.generate import (
     GenerateError,
     SuiteCase,
     SuiteModule,
+    cases_digest,
     inputs_digest,
     module_markers,
     render_conftest,
@@ -48,7 +49,7 @@ def suite_module(loaded: LoadedFile, out_dir: Path) -> SuiteModule:
     cases = tuple(
         SuiteCase(case.scenario, case.loc.line, case.policy.value, case.row, case.tags) for case in loaded.lowered.cases
     )
-    return SuiteModule(source=source, inputs_digest=inputs_digest(loaded.text.encode()), cases=cases)
+    return SuiteModule(source=source, inputs_digest=cases_digest(source, cases), cases=cases)
 
 
 def generate(paths: tuple[str, ...], out_dir: Path) -> tuple[dict[str, str], list[str]]:

@@ -282,3 +282,11 @@ def test_generating_part_of_a_library_keeps_the_rest(library: Path) -> None:
     names = sorted(p.name for p in (library / "generated").iterdir())
     assert names == ["conftest.py", "test_edge__fails.py", "test_kept.py"]  # held's module went with its file
     assert '"seed",' in (library / "generated" / "conftest.py").read_text()
+
+
+def test_an_edit_that_changes_no_case_leaves_generated_modules_up_to_date(library: Path) -> None:
+    """Changing an expectation or a comment (same titles, lines, policies, tags) needs no regeneration."""
+    assert svmdsl("gen", "scenarios/", "-o", "generated/", cwd=library).returncode == 0
+    held = library / "scenarios" / "seed" / "held.svm"
+    held.write_text(held.read_text().replace("// Fixture for", "// A fixture for").replace("0x1001", "0x1002"))
+    assert svmdsl("gen", "--check", "scenarios/", "-o", "generated/", cwd=library).returncode == 0
