@@ -96,6 +96,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("-o", "--output", metavar="DIR", help="write one .svm counterexample per class into DIR")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (docs/exploration.md)")
+    parser.add_argument(
+        "--update",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="replace the Markdown table between the explore-table markers in FILE (repeatable)",
+    )
     parser.set_defaults(handler=explore_command)
     return parser
 
@@ -118,7 +125,7 @@ def explore_command(args: argparse.Namespace) -> int:
     from dsl.engine import run as engine_run
     from dsl.explore.counterexample import CounterexampleError, counterexamples, write
     from dsl.explore.search import HypothesisMissing
-    from dsl.explore.table import render_markdown, render_text
+    from dsl.explore.table import TableError, render_markdown, render_text
 
     try:
         space = build_space(args.axis)
@@ -139,6 +146,12 @@ def explore_command(args: argparse.Namespace) -> int:
         print(f"svmdsl explore: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     sys.stdout.write(render_markdown(exploration) if args.markdown else render_text(exploration))
+    for name in args.update:
+        try:
+            _update(Path(name), render_markdown(exploration))
+        except (OSError, TableError) as problem:
+            print(f"svmdsl explore: error: {name}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if args.output:
         folder = Path(args.output)
         try:
@@ -167,3 +180,13 @@ def _explore(
         return explore_exhaustive(space, policies, reference, jobs=jobs, advance=progress.advance)
     finally:
         progress.finish()
+
+
+def _update(path: Path, table: str) -> None:
+    """Rewrite the marked table in `path` (only when it changed)."""
+    from dsl.explore.table import replace_table
+
+    text = path.read_text(encoding="utf-8")
+    updated = replace_table(text, table)
+    if updated != text:
+        path.write_text(updated, encoding="utf-8")

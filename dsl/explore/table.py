@@ -95,3 +95,12 @@ def read_markdown_classes(text: str) -> dict[PolicyName, tuple[Divergence, ...]]
             raise TableError(f"table line {number}: unknown divergence class {match['divergence']!r}")
         classes.append(by_value[match["divergence"]])
     return {policy: tuple(classes) for policy, classes in recorded.items()}
+
+
+def replace_table(text: str, table: str) -> str:
+    """`text` with the block between the markers (markers included) replaced by `table` (which has them)."""
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        raise TableError(f"no table between {TABLE_BEGIN} and {TABLE_END}")
+    before = text.split(TABLE_BEGIN, 1)[0]
+    after = text.split(TABLE_END, 1)[1]
+    return before + table.rstrip("\n") + after

@@ -69,3 +69,24 @@ def test_random_mode_without_hypothesis_says_how_to_get_it(
     monkeypatch.setitem(sys.modules, "hypothesis", None)  # an import of it now fails as if it were not installed
     assert explore([*SMALL, "--random", "5"]) == 2
     assert "needs Hypothesis: pip install hypothesis" in capsys.readouterr().err
+
+
+def test_update_rewrites_the_table_between_the_markers_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\n{TABLE_BEGIN}\nold table\n{TABLE_END}\n\nAfter.\n", encoding="utf-8")
+    assert explore([*SMALL, "--policy", "kvm-5.19", "--update", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(f"# Title\n\n{TABLE_BEGIN}\n| policy |")
+    assert text.endswith(f"{TABLE_END}\n\nAfter.\n")
+    assert "old table" not in text
+    capsys.readouterr()
+
+
+def test_update_of_a_file_without_markers_is_an_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "plain.md"
+    page.write_text("no table here\n", encoding="utf-8")
+    assert explore([*SMALL, "--policy", "kvm-5.19", "--update", str(page)]) == 2
+    assert f"{page}: no table between" in capsys.readouterr().err
+    assert page.read_text(encoding="utf-8") == "no table here\n"
