@@ -1,9 +1,10 @@
 """Issue 8: the engine (profile qemu-tcg, the kernel's policy) against real kvm_amd booted under QEMU's TCG.
 
-Runs when QEMU is installed; under CI=true it must run (.ci/qemu-kvm-deps.sh installs what it needs). One boot of
-the current Debian cloud kernel runs every expressible row of the library. Every disagreement fails the test,
-except the ones listed in KNOWN: each names the observable, says why, and must still occur (so that a fix in
-the engine or its profile shows up here and the entry is removed).
+Runs when QEMU is installed; under CI=true it must run (.ci/qemu-kvm-deps.sh installs what it needs). One boot
+per kernel runs every expressible row of the library: the current Debian cloud kernel (6.1.y, after the seed
+6ef88d6e36c2) and, when the archive still offers it, bullseye's 5.10 (before the seed). Every disagreement fails
+the test, except the ones listed in KNOWN: each names the observable and says why, and must still occur (so
+that a fix in the engine or its profile shows up here and the entry is removed).
 """
 
 from __future__ import annotations
@@ -11,56 +12,74 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from dsl.backends.qemu_kvm import compare, prepare, subjects
+from dsl.backends.qemu_kvm import BackendError, compare, prepare, subjects
 from dsl.backends.qemu_kvm.boot import QEMU
 from dsl.backends.qemu_kvm.image import cache_root
+from dsl.engine.vocab import PolicyName
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
+CURRENT_KERNEL = None  # linux-image-cloud-amd64 of the machine's Debian release
+BEFORE_SEED_KERNEL = "bullseye:linux-image-cloud-amd64"  # 5.10.y: kvm-5.19 behaviour
 
-#: (fragment of the row's label, observable) → why the engine and real KVM differ there. Reported to the engine.
-KNOWN: dict[tuple[str, str], str] = {
-    # QEMU artefacts the qemu-tcg profile does not model yet (hardware.md §12 would gain them):
-    **{
-        ("ICEBP", observable): "QEMU compiles ICEBP out (WANT_ICEBP, target/i386/tcg/translate.c): F1 raises #UD"
+_ICEBP = "QEMU compiles ICEBP out (WANT_ICEBP, target/i386/tcg/translate.c): F1 raises #UD; qemu-tcg lacks it"
+_LOCK = "QEMU's TCG ignores LOCK on INT3 and delivers #BP (H-28 says #UD); qemu-tcg lacks it"
+_UD = "kvm_amd intercepts #UD (init_vmcb) and re-injects it (kvm_inj_exception: #UD); the engine does not trace it"
+_DROP = (
+    "svm_inject_irq returns before trace_kvm_inj_virq when the kvm-6.19 opcode check drops the event; "
+    "the engine traces Soft/INTn 0x80 [reinjected] anyway"
+)
+
+
+class Known(NamedTuple):
+    """A disagreement reported to the engine's owner: rows whose label contains `fragment`, one observable."""
+
+    fragment: str
+    observable: str
+    why: str
+    policies: tuple[PolicyName, ...] = ()  # empty: under every kernel
+
+
+KNOWN = (
+    *(
+        Known("ICEBP", observable, _ICEBP)
         for observable in (
             "outcome",
             "deliveries (vector, return address)",
             "vectoring exits (exit code, EXITINTINFO)",
             "injection tracepoints",
         )
-    },
-    **{
-        ("LOCK INT3", observable): "QEMU's TCG ignores LOCK on INT3 and delivers #BP (H-28 says #UD)"
-        for observable in ("outcome", "deliveries (vector, return address)")
-    },
-    # Engine gaps in the KVM policies:
-    ("INTO in 64-bit mode", "injection tracepoints"): (
-        "kvm_amd intercepts #UD (init_vmcb) and re-injects it: kvm_inj_exception: #UD; the engine does not trace it"
     ),
-    ("INT 0x80", "injection tracepoints"): (
-        "svm_inject_irq returns before trace_kvm_inj_virq when the kvm-6.19 opcode check drops the event; "
-        "the engine traces Soft/INTn 0x80 [reinjected] anyway"
-    ),
-}
+    Known("LOCK INT3", "outcome", _LOCK),
+    Known("LOCK INT3", "deliveries (vector, return address)", _LOCK),
+    Known("INTO in 64-bit mode", "injection tracepoints", _UD),
+    Known("INT 0x80", "injection tracepoints", _DROP, (PolicyName.KVM_6_19,)),
+)
 
 
-def _qemu_available() -> bool:
-    return shutil.which(QEMU) is not None
+def _explains(known: Known, policy: PolicyName, label: str, observable: str) -> bool:
+    applies = not known.policies or policy in known.policies
+    return applies and known.fragment in label and known.observable == observable
 
 
 @pytest.mark.skipif(
-    not _qemu_available() and os.environ.get("CI") != "true",
+    shutil.which(QEMU) is None and os.environ.get("CI") != "true",
     reason=f"{QEMU} is not installed (CI=true makes this a failure; .ci/qemu-kvm-deps.sh installs it)",
 )
-def test_engine_agrees_with_real_kvm_on_every_expressible_row() -> None:
-    """Issue 8 item 4: current Debian kernel (after the seed, 6ef88d6e36c2); any unexplained disagreement fails."""
+@pytest.mark.parametrize("kernel_spec", [CURRENT_KERNEL, BEFORE_SEED_KERNEL], ids=["current", "before-seed"])
+def test_engine_agrees_with_real_kvm_on_every_expressible_row(kernel_spec: str | None) -> None:
+    """Issue 8 item 4: one boot per kernel; any disagreement not in KNOWN fails, and every KNOWN entry must occur."""
     cache = cache_root()
-    kernel = prepare(None, cache)
-    files = sorted(LIBRARY.rglob("*.svm"))
-    result = compare(subjects(files, kernel.policy), kernel, cache)
+    try:
+        kernel = prepare(kernel_spec, cache)
+    except BackendError as problem:
+        if kernel_spec is CURRENT_KERNEL:
+            raise
+        pytest.skip(f"the archive does not offer {kernel_spec}: {problem}")
+    result = compare(subjects(sorted(LIBRARY.rglob("*.svm")), kernel.policy), kernel, cache)
 
     assert len(result.compared) >= 50, "the backend should express most single-level rows of the library"
     found = {
@@ -69,13 +88,16 @@ def test_engine_agrees_with_real_kvm_on_every_expressible_row() -> None:
         if not comparison.unspecified
         for disagreement in comparison.disagreements
     }
-    unexplained = {
-        key: values
-        for key, values in found.items()
-        if not any(fragment in key[0] and obs == key[1] for fragment, obs in KNOWN)
-    }
-    assert not unexplained, "\n".join(
-        f"{label}: {observable}: {values}" for (label, observable), values in unexplained.items()
-    )
-    stale = [key for key in KNOWN if not any(key[0] in label and key[1] == observable for label, observable in found)]
-    assert not stale, f"these known disagreements no longer occur; remove them from KNOWN: {stale}"
+    unexplained = [
+        f"{label}: {observable}: {values}"
+        for (label, observable), values in found.items()
+        if not any(_explains(known, result.policy, label, observable) for known in KNOWN)
+    ]
+    assert not unexplained, f"{kernel.name} {kernel.version} ({result.policy.value}):\n" + "\n".join(unexplained)
+    stale = [
+        known
+        for known in KNOWN
+        if (not known.policies or result.policy in known.policies)
+        and not any(_explains(known, result.policy, label, observable) for label, observable in found)
+    ]
+    assert not stale, f"these known disagreements no longer occur under {result.policy.value}; remove them: {stale}"

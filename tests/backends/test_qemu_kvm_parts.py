@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import pytest
 
-from dsl.backends.qemu_kvm import cpio, layout, report
+from dsl.backends import command
+from dsl.backends.qemu_kvm import BackendError, Kernel, boot, cpio, layout, report
 from dsl.backends.qemu_kvm.compare import classify, disagreements
 from dsl.backends.qemu_kvm.kernel import policy_for_version
 from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
@@ -156,3 +160,26 @@ def test_initramfs_archives_are_newc_and_end_with_the_trailer() -> None:
     assert data.startswith(b"070701")
     assert data.rstrip(b"\0").endswith(b"TRAILER!!!")
     assert len(data) % 4 == 0
+
+
+def _compare_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="svmdsl")
+    command.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["compare", *argv])
+
+
+def test_a_missing_kernel_package_file_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Issue 8 item 3: clear errors when a package is missing; a usage error, no traceback."""
+    seed = Path(__file__).resolve().parents[2] / "scenarios" / "seed"
+    args = _compare_args(str(seed), "--kernel", str(tmp_path / "missing.deb"))
+    assert args.handler(args) == command.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert error == f"svmdsl compare: error: {tmp_path / 'missing.deb'}: no such kernel package file\n"
+
+
+def test_missing_qemu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 8 item 3: without QEMU the boot says which package to install."""
+    monkeypatch.setattr(boot.shutil, "which", lambda _name: None)
+    kernel = Kernel("linux-image-test", tmp_path / "vmlinuz", (), "6.1.192")
+    with pytest.raises(BackendError, match=r"qemu-system-x86_64 is not installed \(Debian: apt-get install -y qemu"):
+        boot.boot(kernel, (), tmp_path)

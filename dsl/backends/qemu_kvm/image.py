@@ -64,6 +64,11 @@ def _digest(*parts: bytes) -> str:
     return hasher.hexdigest()[:16]
 
 
+def _partial(target: Path) -> Path:
+    """A name to build `target` under before renaming it into place: per process, as test workers share the cache."""
+    return target.with_name(f"{target.name}.{os.getpid()}.partial")
+
+
 def guest_program(cache: Path) -> Path:
     """The static guest program, compiled from GUEST_SOURCE (cached by its source's hash)."""
     if not GUEST_SOURCE.is_file():
@@ -76,7 +81,7 @@ def guest_program(cache: Path) -> Path:
     if compiler is None:
         raise BackendError("the guest program needs gcc and a static libc (Debian: apt-get install -y gcc libc6-dev)")
     binary.parent.mkdir(parents=True, exist_ok=True)
-    partial = binary.with_suffix(".partial")
+    partial = _partial(binary)
     command = [compiler, "-static", "-O2", "-o", str(partial), str(GUEST_SOURCE)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_SECONDS, check=False)
     if done.returncode != 0:
@@ -113,7 +118,7 @@ def base_initramfs(kernel: Kernel, cache: Path) -> Path:
         cpio.Entry("sys", cpio.DIRECTORY),
     )
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    partial = _partial(target)
     partial.write_bytes(gzip.compress(cpio.archive(entries), compresslevel=1, mtime=0))
     partial.rename(target)
     return target

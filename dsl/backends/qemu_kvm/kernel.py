@@ -1,7 +1,9 @@
 """The kernel the guest boots: a Debian `linux-image-*` package, downloaded (never installed) and unpacked.
 
 `--kernel` takes a package name (`linux-image-6.1.0-56-cloud-amd64`, or the meta-package
-`linux-image-cloud-amd64`, resolved to the versioned one it depends on), a `.deb` file, or an unpacked tree.
+`linux-image-cloud-amd64`, resolved to the versioned one it depends on), a `.deb` file, or an unpacked tree. A
+package name may name another Debian release, `bullseye:linux-image-cloud-amd64`: apt then reads that release's
+package list into a private state folder in the cache (the system's apt configuration is left alone).
 The unpacked tree lives in the cache folder; KVM's modules come from it. The kernel's upstream version picks the
 engine policy to compare with.
 """
@@ -9,6 +11,7 @@ engine policy to compare with.
 from __future__ import annotations
 
 import lzma
+import os
 import re
 import shutil
 import subprocess
@@ -26,6 +29,9 @@ MODULES = ("irqbypass", "kvm", "kvm-amd")
 _MODULE_DIRS = ("kernel/virt/lib", "kernel/arch/x86/kvm")
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 _COMMAND_SECONDS = 300
+#: Where `RELEASE:PACKAGE` kernels come from.
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+_RELEASE = re.compile(r"^(?P<release>[a-z][a-z-]+):(?P<package>linux-image-\S+)$")
 
 #: Upstream releases at which the modelled behaviour changes (README § Policy names), newest first.
 _POLICY_FROM: tuple[tuple[tuple[int, int, int], PolicyName], ...] = (
@@ -76,8 +82,26 @@ def prepare(spec: str | None, cache: Path) -> Kernel:
         if not candidate.is_file():
             raise BackendError(f"{spec}: no such kernel package file")
         return _unpack(candidate, cache)
-    package = _resolve(spec)
-    return _unpack(_download(package, cache / "debs"), cache)
+    other = _RELEASE.match(spec)
+    apt = _private_apt(other["release"], cache) if other else []
+    package = _resolve(other["package"] if other else spec, apt)
+    return _unpack(_download(package, cache / "debs", apt), cache)
+
+
+def _private_apt(release: str, cache: Path) -> list[str]:
+    """apt options for a private state folder holding `release`'s package list (fetched once, then cached)."""
+    state = cache / "apt" / release
+    sources = state / "sources.list"
+    options = [
+        "-o", f"Dir::Etc::SourceList={sources}", "-o", "Dir::Etc::SourceParts=/dev/null",
+        "-o", f"Dir::State::Lists={state / 'lists'}", "-o", f"Dir::Cache={state / 'cache'}",
+    ]  # fmt: skip
+    if not any((state / "lists").glob("*_Packages*")):
+        for folder in (state / "lists" / "partial", state / "cache" / "archives" / "partial"):
+            folder.mkdir(parents=True, exist_ok=True)
+        sources.write_text(f"deb {DEBIAN_MIRROR} {release} main\n")
+        _run(["apt-get", *options, "update"], f"reading Debian {release}'s package list")
+    return options
 
 
 def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
@@ -90,9 +114,9 @@ def _run(command: list[str], what: str, cwd: Path | None = None) -> str:
     return done.stdout
 
 
-def _resolve(package: str) -> str:
+def _resolve(package: str, apt: list[str]) -> str:
     """A meta-package (linux-image-cloud-amd64) resolves to the versioned linux-image-* it depends on."""
-    output = _run(["apt-cache", "depends", package], f"looking up {package}")
+    output = _run(["apt-cache", *apt, "depends", package], f"looking up {package}")
     for line in output.splitlines():
         found = re.match(r"\s+Depends:\s+(linux-image-\d\S*)", line)
         if found:
@@ -102,12 +126,16 @@ def _resolve(package: str) -> str:
     raise BackendError(f"{package} depends on no versioned linux-image package (run apt-get update?)")
 
 
-def _download(package: str, folder: Path) -> Path:
+def _download(package: str, folder: Path, apt: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     existing = sorted(folder.glob(f"{package}_*.deb"))
     if existing:
         return existing[-1]
-    _run(["apt-get", "download", package], f"downloading {package} (is it in `apt-cache policy {package}`?)", folder)
+    _run(
+        ["apt-get", *apt, "download", package],
+        f"downloading {package} (is it in `apt-cache policy {package}`?)",
+        folder,
+    )
     downloaded = sorted(folder.glob(f"{package}_*.deb"))
     if not downloaded:
         raise BackendError(f"apt-get download {package} left no .deb in {folder}")
@@ -118,13 +146,15 @@ def _unpack(deb: Path, cache: Path) -> Kernel:
     version = _run(["dpkg-deb", "-f", str(deb), "Version"], f"reading {deb.name}").strip()
     tree = cache / "kernels" / deb.name.removesuffix(".deb")
     if not (tree / "version").is_file():
-        partial = tree.with_name(tree.name + ".partial")
+        partial = tree.with_name(f"{tree.name}.{os.getpid()}.partial")  # per process: test workers share the cache
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         _run(["dpkg-deb", "-x", str(deb), str(partial)], f"unpacking {deb.name}")
         (partial / "version").write_text(version + "\n")
-        shutil.rmtree(tree, ignore_errors=True)
-        partial.rename(tree)
+        try:
+            partial.rename(tree)
+        except OSError:  # another process finished the same tree first
+            shutil.rmtree(partial, ignore_errors=True)
     return _from_tree(tree, deb.name.split("_")[0], version)
 
 
