@@ -36,7 +36,8 @@ def test_each_policy_shows_the_classes_the_recorded_table_lists() -> None:
     live_classes = {policy: live.classes_of(policy) for policy in POLICIES}
     assert live_classes == recorded, (
         "the default exploration no longer matches docs/exploration.md; regenerate the table with "
-        "`svmdsl explore --markdown` and review the change:\n" + render_markdown(live)
+        "`svmdsl explore --update docs/exploration.md --update README.md` and review the change:\n"
+        + render_markdown(live)
     )
 
 
