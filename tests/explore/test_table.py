@@ -1,7 +1,7 @@
 """The default exploration recorded in docs/exploration.md (copied into the README) stays true.
 
 The live run of kvm-5.19, kvm-6.0 and kvm-mainline against architectural must show exactly the divergence classes
-the table records for each policy; when a policy changes, regenerate the table with `svmdsl explore --markdown`.
+the table records for each policy; when a policy changes, regenerate it with `svmdsl explore --update FILE`.
 """
 
 from __future__ import annotations
