@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn, cast
 
+from dsl.backends import command as backend_command
 from dsl.docs import command as docs_command
 from dsl.engine.vocab import HardwareProfile, policy_names
 from dsl.explore import command as explore_command
@@ -39,6 +40,7 @@ examples:
   svmdsl policies                           list hypervisor policies and hardware profiles
   svmdsl docs scenarios/ -o site/           write the spec-by-example site (HTML + Markdown)
   svmdsl explore                            search the configuration space for divergences
+  svmdsl compare scenarios/seed             compare the engine with real kvm_amd (booted under QEMU TCG)
 
 exit status: 0 success, 1 failures or stale output, 2 bad usage, 3 internal error"""
 
@@ -131,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands of other stages (issues 6 and 7) add their own parser and store their handler as `handler`.
     docs_command.add_parser(commands)
     explore_command.add_parser(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
+    backend_command.add_parser(commands)
+    backend_command.add_backend_arguments(run)
     return parser
 
 

@@ -15,6 +15,11 @@ EXIT_FAILED = 1
 
 
 def run_command(args: argparse.Namespace) -> int:
+    if getattr(args, "backend", None) is not None:  # real KVM instead of the engine (issue 8)
+        from dsl.backends import command as backend_command
+
+        status: int = backend_command.run_backend(args)
+        return status
     progress: Progress | None = None
 
     def on_file(done: int, total: int) -> None:
