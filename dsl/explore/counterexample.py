@@ -67,6 +67,7 @@ def render(compared: Compared, divergence: Divergence, reference: PolicyName) ->
         comment(
             f"{policy}: outcome {compared.actual.outcome.value}; {ref}: outcome {compared.reference.outcome.value}."
         ),
+        comment(_grounds(policy, compared.actual)),
         "",
         f"{EXPLORE_TAG} @{divergence.slug}",
         f"scenario {quote(scenario_title(key, reference))}:",
@@ -89,6 +90,13 @@ def _canonical(text: str) -> str:
         return text
     formatted: str = format_text(text, "counterexample.svm")
     return formatted
+
+
+def _grounds(policy: str, result: Result) -> str:
+    """Which rules the policy's outcome rests on, and whether that makes it confirmed or only predicted."""
+    rules = ", ".join(result.outcome_rules) or "no rule recorded"
+    status = "confirmed" if result.confirmed else "predicted, unconfirmed"
+    return f"{policy}'s outcome rests on {rules} [{result.evidence.value}]: {status}."
 
 
 def _extra_vectors(actual: Result, reference: Result, subject: int) -> tuple[int, ...]:
