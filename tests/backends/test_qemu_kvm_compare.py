@@ -27,6 +27,11 @@ BEFORE_SEED_KERNEL = "bullseye:linux-image-cloud-amd64"  # 5.10.y: kvm-5.19 beha
 
 _ICEBP = "QEMU compiles ICEBP out (WANT_ICEBP, target/i386/tcg/translate.c): F1 raises #UD; qemu-tcg lacks it"
 _LOCK = "QEMU's TCG ignores LOCK on INT3 and delivers #BP (H-28 says #UD); qemu-tcg lacks it"
+_NMI = "TCG copies EVENTINJ into EXITINTINFO (Q-8) and KVM writes an NMI with vector 0: 0x80000200, not 0x80000202"
+_TRACE_5_10 = (
+    "Debian's 5.10.y prints 'kvm_inj_virq: irq 48' (decimal) and 'kvm_inj_exception: #BP (0x0) [reinjected]'; "
+    "the engine's kvm-5.19 prints 'irq 0x30' and '#BP'"
+)
 _UD = "kvm_amd intercepts #UD (init_vmcb) and re-injects it (kvm_inj_exception: #UD); the engine does not trace it"
 _DROP = (
     "svm_inject_irq returns before trace_kvm_inj_virq when the kvm-6.19 opcode check drops the event; "
@@ -56,7 +61,9 @@ KNOWN = (
     Known("LOCK INT3", "outcome", _LOCK),
     Known("LOCK INT3", "deliveries (vector, return address)", _LOCK),
     Known("INTO in 64-bit mode", "injection tracepoints", _UD),
+    Known("userspace nmi", "vectoring exits (exit code, EXITINTINFO)", _NMI),
     Known("INT 0x80", "injection tracepoints", _DROP, (PolicyName.KVM_6_19,)),
+    Known("userspace", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),
 )
 
 

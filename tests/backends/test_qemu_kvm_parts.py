@@ -12,8 +12,8 @@ from dsl.backends.qemu_kvm import BackendError, Kernel, boot, cpio, layout, repo
 from dsl.backends.qemu_kvm.compare import classify, disagreements
 from dsl.backends.qemu_kvm.kernel import policy_for_version
 from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
-from dsl.engine import CodeBytes, Execute, Nesting, PolicyOptions, Program, Run, Setup, VectoringFault
-from dsl.engine.vocab import CpuMode, FaultKind, HardwareProfile, PagingMode, PolicyName
+from dsl.engine import CodeBytes, Event, Execute, Inject, Nesting, PolicyOptions, Program, Run, Setup, VectoringFault
+from dsl.engine.vocab import CpuMode, EventType, FaultKind, HardwareProfile, InjectionSource, PagingMode, PolicyName
 
 # What svmrun printed for a real-mode INT3 whose frame push took an #NPF, under Debian's 6.1.192 (kvm_amd on TCG).
 REAL_MODE_INT3_OUTPUT = """\
@@ -183,3 +183,34 @@ def test_missing_qemu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
     kernel = Kernel("linux-image-test", tmp_path / "vmlinuz", (), "6.1.192")
     with pytest.raises(BackendError, match=r"qemu-system-x86_64 is not installed \(Debian: apt-get install -y qemu"):
         boot.boot(kernel, (), tmp_path)
+
+
+def test_a_userspace_injection_is_lowered_into_kvm_set_vcpu_events() -> None:
+    """K-5.19-19: userspace puts a soft INT n into KVM's interrupt queue (soft = 1), as QEMU's KVM_SET_VCPU_EVENTS."""
+    program = _int3_program()
+    injected = Program(
+        program.setup,
+        (Inject(InjectionSource.USERSPACE, Event(0x80, EventType.SOFT)), VectoringFault(FaultKind.NPF), Run()),
+        program.profile,
+        program.policy,
+        program.options,
+    )
+    lowered = lower(injected, "c0")
+    assert isinstance(lowered, GuestCase)
+    assert "event soft 128 0 0" in lowered.lines
+    assert lowered.lines.index("event soft 128 0 0") == len(lowered.lines) - 2  # after regs, right before run
+
+
+def test_an_injection_by_l1_is_not_expressible() -> None:
+    """Nested injections need an L1 in the guest program (issue 8 item 5): reported, not run."""
+    program = _int3_program()
+    injected = Program(
+        program.setup,
+        (Inject(InjectionSource.L1, Event(3, EventType.EXCEPTION)), Run()),
+        program.profile,
+        program.policy,
+        program.options,
+    )
+    lowered = lower(injected, "c0")
+    assert isinstance(lowered, NotExpressible)
+    assert "L1" in lowered.reason

@@ -14,10 +14,10 @@ import attrs
 
 from dsl.backends.qemu_kvm import boot, report
 from dsl.backends.qemu_kvm.kernel import Kernel
-from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
+from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, injected_event, lower, soft_vector
 from dsl.engine import EngineError, Program, Result, run
 from dsl.engine.result import EVENT_VALID
-from dsl.engine.vocab import HardwareProfile, Outcome, PolicyName, SoftIntReading
+from dsl.engine.vocab import HardwareProfile, Outcome, PolicyName, SoftIntReading, Vector
 
 #: Library tag of scenarios the engine does not model yet: listed, not compared.
 PENDING_TAG = "pending"
@@ -25,8 +25,10 @@ PENDING_TAG = "pending"
 #: matches): on 6.1.192 `int 0x80` whose delivery is cut short is retried, not re-injected (tests/backends).
 REAL_SOFT_INT_READING = SoftIntReading.B
 
-#: EXITINTINFO's vector field.
+#: EXITINTINFO's vector and type fields, and the NMI type (README § Encodings).
 VECTOR_MASK = 0xFF
+EVENT_TYPE_MASK = 0x700
+EVENT_TYPE_NMI = 0x200
 #: The tag KVM appends to kvm_inj_* when it re-injects an event from EXITINTINFO (K-6.0-18).
 REINJECTED = "[reinjected]"
 
@@ -130,11 +132,13 @@ def disagreements(program: Program, real: report.Observation) -> tuple[Disagreem
         result = run(program)
     except EngineError as problem:
         return (Disagreement("engine", f"error: {problem}", "ran"),)
+    injected = injected_event(program) is not None
+    subject = subject_vector(program)
     engine_deliveries = result.deliveries
     if real.stop == report.STOP_AT_LIMIT:
         engine_deliveries = engine_deliveries[: len(real.deliveries)]  # both sides cut a loop at their own bound
     pairs = (
-        ("outcome", _engine_outcome(result), classify(real, soft_vector(program.setup))),
+        ("outcome", _engine_outcome(result, injected=injected), classify(real, subject, injected=injected)),
         (
             "deliveries (vector, return address)",
             _listing((d.vector, d.return_rip) for d in engine_deliveries),
@@ -154,10 +158,17 @@ def _unspecified(program: Program) -> bool:
         return False
 
 
-def classify(real: report.Observation, subject: int | None) -> str:
+def subject_vector(program: Program) -> int | None:
+    """The vector of the scenario's subject: the event userspace injects, else the soft event of the instruction."""
+    event = injected_event(program)
+    return event.vector if event is not None else soft_vector(program.setup)
+
+
+def classify(real: report.Observation, subject: int | None, *, injected: bool = False) -> str:
     """The outcome class of a real run, in the engine's words (README glossary), or what went wrong.
 
-    `subject` is the vector the scenario's instruction raises as a soft event (None: not a soft instruction).
+    `subject` is the vector of the event userspace injected (`injected`) or the one the scenario's instruction
+    raises as a soft event (None: not a soft instruction).
     """
     if real.error is not None:
         return f"error: {real.error}"
@@ -166,23 +177,40 @@ def classify(real: report.Observation, subject: int | None) -> str:
         return f"stopped: {real.stop} at 0x{real.stop_rip:x}"
     if subject is None:  # nothing soft raised: only faults of the instruction itself, if anything
         return Outcome.DELIVERED.value if vectors and real.stop == report.STOP_AT_END else Outcome.NO_EVENT.value
+    if vectors.count(subject) > 1:
+        return Outcome.DUPLICATED.value  # e.g. injected, then the instruction runs again
     if real.stop == report.STOP_AT_LIMIT and any(vectors.count(vector) > 1 for vector in vectors):
         return Outcome.DUPLICATED.value  # a delivery that returns onto its own instruction, again and again
     delivered = subject in vectors
-    exits = [e for e in _valid_exits(real) if subject is None or e.exit_int_info & VECTOR_MASK == subject]
+    exits = [e for e in _valid_exits(real) if _carries(e.exit_int_info, subject)]
     if not exits:
-        return Outcome.DELIVERED.value if delivered else Outcome.NO_EVENT.value
+        if delivered:
+            return Outcome.DELIVERED.value
+        return Outcome.LOST.value if injected else Outcome.NO_EVENT.value
     if not delivered:
         return Outcome.LOST.value
-    if any(REINJECTED in line for line in real.injections):
+    # An injected event has no instruction to retry: delivered after the exit, KVM re-injected it (an NMI's
+    # re-injection has no tracepoint of its own).
+    if injected or any(REINJECTED in line for line in real.injections):
         return Outcome.REINJECT.value
     return Outcome.RETRY.value
 
 
-def _engine_outcome(result: Result) -> str:
-    # A dropped soft event of a guest instruction is a retry (README glossary, "drop"): indistinguishable to a guest.
+def _carries(exit_int_info: int, subject: int) -> bool:
+    """EXITINTINFO holds the subject; an NMI's vector field may read 0 (KVM writes 0, and TCG copies EVENTINJ)."""
+    if exit_int_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI:
+        return subject == Vector.NMI
+    return exit_int_info & VECTOR_MASK == subject
+
+
+def _engine_outcome(result: Result, *, injected: bool) -> str:
+    # A drop (README glossary) is what the guest sees next: for a guest instruction a retry; for an injected
+    # event, the guest's own instruction delivering it anyway, or nothing (lost).
     if result.outcome is Outcome.DROPPED:
-        return Outcome.RETRY.value
+        if not injected:
+            return Outcome.RETRY.value
+        delivered = any(d.vector == result.subject_vector for d in result.deliveries)
+        return Outcome.DELIVERED.value if delivered else Outcome.LOST.value
     return str(result.outcome.value)
 
 

@@ -1,10 +1,10 @@
 """Lower an engine `Program` into the guest program's input (tools/qemu-kvm/guest/svmrun.c), or say why not.
 
-What real KVM can be asked to do here: guest code in real mode, 32-bit protected mode or 64-bit mode (both with
-identity paging), run once
-from its first instruction; deliveries cut short by L0's own exits (#NPF under npt=1, intercepted #PF under
-npt=0), made real by leaving the stack page (one fault) or the IDT and the stack page (two faults: the CPU reads
-the gate before it pushes the frame) unmapped in L0's tables when the guest starts. Everything else in the
+What real KVM can be asked to do here: guest code in real mode, 32-bit protected mode or 64-bit mode (the last
+two with identity paging), run once from its first instruction, or an event userspace injects first
+(KVM_SET_VCPU_EVENTS, as QEMU does); deliveries cut short by L0's own exits (#NPF under npt=1, intercepted #PF
+under npt=0), made real by leaving the stack page (one fault) or the IDT and the stack page (two faults: the CPU
+reads the gate before it pushes the frame) unmapped in L0's tables when the guest starts. Everything else in the
 `Program` vocabulary is reported as not expressible, with the reason.
 """
 
@@ -13,8 +13,18 @@ from __future__ import annotations
 import attrs
 
 from dsl.backends.qemu_kvm import layout
-from dsl.engine.program import MAX_PRIVILEGE, Execute, Program, Run, Setup, VectoringFault
-from dsl.engine.vocab import CpuMode, FaultKind, GateType, Level, PagingMode, Protection, Vector
+from dsl.engine.program import MAX_PRIVILEGE, Event, Execute, Inject, Program, Run, Setup, VectoringFault
+from dsl.engine.vocab import (
+    CpuMode,
+    EventType,
+    FaultKind,
+    GateType,
+    InjectionSource,
+    Level,
+    PagingMode,
+    Protection,
+    Vector,
+)
 
 #: The fault by which L0 interrupts a delivery under each paging mode.
 _L0_FAULT = {PagingMode.NPT: FaultKind.NPF, PagingMode.SHADOW: FaultKind.PF}
@@ -51,6 +61,8 @@ _LONG_GATE = 16
 _GDT_ENTRIES = 4
 #: Legacy prefixes (APM vol. 3 §1.2): skipped to find the opcode of the scenario's first instruction.
 _PREFIXES = frozenset(b"\x66\x67\xf2\xf3\x2e\x36\x3e\x26\x64\x65\xf0")
+#: KVM_SET_VCPU_EVENTS slot per event type (K-5.19-19): the exception queue, the interrupt queue (soft or not), NMI.
+_EVENT_KINDS = {EventType.EXCEPTION: "exception", EventType.INTR: "irq", EventType.SOFT: "soft", EventType.NMI: "nmi"}
 _INT3, _INTO, _INT_N, _LOCK = b"\xcc", b"\xce", b"\xcd", 0xF0
 _INT_N_LENGTH = 2
 _MAX_INSTRUCTION_LENGTH = 15
@@ -97,6 +109,10 @@ def lower(program: Program, case_id: str) -> GuestCase | NotExpressible:
     lines += _scenario_segments(setup)
     stack = layout.STACK_TOP - layout.REAL_STACK_BASE if setup.mode is CpuMode.REAL else layout.STACK_TOP
     lines.append(f"regs {setup.rip:x} {stack:x} {setup.rflags:x}")
+    event = injected_event(program)
+    if event is not None:
+        error = event.error_code
+        lines.append(f"event {_EVENT_KINDS[event.type]} {event.vector} {int(error is not None)} {error or 0:x}")
     lines.append(f"run {MAX_EXITS}")
     return GuestCase(case_id, program.options.paging, setup.mode, tuple(lines))
 
@@ -183,8 +199,19 @@ def soft_vector(setup: Setup) -> int | None:
     return None
 
 
+def injected_event(program: Program) -> Event | None:
+    """The event userspace injects before the guest first runs (a leading `Inject` step), if any."""
+    first = program.steps[0] if program.steps else None
+    return first.event if isinstance(first, Inject) else None
+
+
 def _steps_refusal(program: Program) -> str | None:
     steps = program.steps
+    injection = steps[0] if steps and isinstance(steps[0], Inject) else None
+    if injection is not None:
+        if injection.source is not InjectionSource.USERSPACE:
+            return f"an injection from {injection.source.value} is not lowered (only userspace's, first)"
+        steps = steps[1:]
     expected_fault = _L0_FAULT[program.options.paging]
     faults = 0
     while faults < len(steps) and isinstance(steps[faults], VectoringFault):
@@ -199,6 +226,11 @@ def _steps_refusal(program: Program) -> str | None:
     if faults not in _COLD_PAGES:
         return f"{faults} faults in one delivery: at most {len(_COLD_PAGES) - 1} (IDT and stack page)"
     rest = steps[faults:]
+    if injection is not None:
+        if rest != (Run(),):
+            names = ", ".join(type(step).__name__ for step in program.steps)
+            return f"steps {names}: after a userspace injection the backend runs 'faults…, run'"
+        return None
     if rest not in ((Execute(1), Run()), (Execute(1),)) or (faults and rest != (Execute(1), Run())):
         names = ", ".join(type(step).__name__ for step in steps)
         return f"steps {names}: the backend runs 'faults…, guest executes, run' from the first instruction"

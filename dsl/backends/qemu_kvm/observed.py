@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dsl.backends.qemu_kvm.compare import ComparisonReport, classify
-from dsl.backends.qemu_kvm.lower import NotExpressible, soft_vector
+from dsl.backends.qemu_kvm.compare import ComparisonReport, classify, subject_vector
+from dsl.backends.qemu_kvm.lower import NotExpressible, injected_event
 from dsl.backends.qemu_kvm.report import Observation
 
 
@@ -15,7 +15,11 @@ def render_observations(report: ComparisonReport) -> str:
         if isinstance(comparison.lowered, NotExpressible):
             lines.append(f"  not expressible  {label}: {comparison.lowered.reason}")
         elif comparison.observation is not None:
-            outcome = classify(comparison.observation, soft_vector(comparison.subject.program.setup))
+            outcome = classify(
+                comparison.observation,
+                subject_vector(comparison.subject.program),
+                injected=injected_event(comparison.subject.program) is not None,
+            )
             lines.append(f"  {outcome:<16} {label}")
             lines += [f"      {line}" for line in _observables(comparison.observation)]
     return "\n".join(lines) + "\n"

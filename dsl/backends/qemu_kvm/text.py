@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dsl.backends.qemu_kvm.compare import Comparison, ComparisonReport, classify
-from dsl.backends.qemu_kvm.lower import NotExpressible, soft_vector
+from dsl.backends.qemu_kvm.compare import Comparison, ComparisonReport, classify, subject_vector
+from dsl.backends.qemu_kvm.lower import NotExpressible, injected_event
 
 
 def render(report: ComparisonReport, *, verbose: bool = False) -> str:
@@ -29,7 +29,11 @@ def _comparison(comparison: Comparison, *, verbose: bool) -> list[str]:
     if isinstance(comparison.lowered, NotExpressible):
         return [f"  not expressible  {label}: {comparison.lowered.reason}"] if verbose else []
     if comparison.unspecified and comparison.observation is not None:
-        real = classify(comparison.observation, soft_vector(comparison.subject.program.setup))
+        real = classify(
+            comparison.observation,
+            subject_vector(comparison.subject.program),
+            injected=injected_event(comparison.subject.program) is not None,
+        )
         returns = ", ".join(f"0x{d.return_rip:x}" for d in comparison.observation.deliveries[:1]) or "-"
         return [f"  unspecified      {label}: real KVM: {real}, first return address {returns}"]
     if not comparison.disagreements:

@@ -10,6 +10,7 @@
  *   handler GPA VECTOR            a HLT at GPA means: the handler of VECTOR is running
  *   warm RIP RSP                  run from RIP until a HLT (touches pages so that they are mapped), trace dropped
  *   regs RIP RSP RFLAGS           the scenario's first state
+ *   event KIND VECTOR EV ERR      userspace injects an event (KVM_SET_VCPU_EVENTS): KIND exception, irq, soft, nmi
  *   run MAX_EXITS                 run until a HLT outside the handlers, MAX_EXITS userspace exits, or the alarm
  * Output (stdout, one record a line; dsl/backends/qemu_kvm/report.py reads it):
  *   begin ID / deliver VECTOR RSP CR2 FRAMEHEX / stop KIND RIP / trace TEXT / error TEXT / end ID
@@ -211,6 +212,31 @@ static int run_vcpu(struct vcase *c, int max_exits, int report)
 	return -1;
 }
 
+/* As QEMU does for a userspace irqchip: the event goes into KVM's queue as already injected. */
+static int inject(struct vcase *c, const char *kind, int vector, int has_error, uint32_t error_code)
+{
+	struct kvm_vcpu_events events;
+	if (ioctl(c->vcpu, KVM_GET_VCPU_EVENTS, &events) < 0)
+		return -1;
+	events.flags = 0;
+	if (!strcmp(kind, "exception")) {
+		events.exception.injected = 1;
+		events.exception.nr = (uint8_t)vector;
+		events.exception.has_error_code = (uint8_t)has_error;
+		events.exception.error_code = error_code;
+	} else if (!strcmp(kind, "irq") || !strcmp(kind, "soft")) {
+		events.interrupt.injected = 1;
+		events.interrupt.nr = (uint8_t)vector;
+		events.interrupt.soft = !strcmp(kind, "soft");
+	} else if (!strcmp(kind, "nmi")) {
+		events.nmi.injected = 1;
+	} else {
+		errno = EINVAL;
+		return -1;
+	}
+	return ioctl(c->vcpu, KVM_SET_VCPU_EVENTS, &events);
+}
+
 static int directive(struct vcase *c, char *line)
 {
 	char word[16], name[16], hex[LINE_MAX_LEN];
@@ -270,6 +296,8 @@ static int directive(struct vcase *c, char *line)
 		clear_trace();
 		return ioctl(c->vcpu, KVM_SET_REGS, &regs);
 	}
+	if (!strcmp(word, "event") && sscanf(line, "event %15s %d %llx %llx", name, &vector, &a, &b) == 4)
+		return inject(c, name, vector, (int)a, (uint32_t)b);
 	if (!strcmp(word, "run") && sscanf(line, "run %d", &max_exits) == 1) {
 		run_vcpu(c, max_exits, 1);
 		print_trace();
