@@ -8,7 +8,7 @@ two names. `applicable` says which combinations are kept; `--axis` restrictions 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -88,51 +88,116 @@ class Configuration:
         return ", ".join(changed) if changed else "all axes at their first value"
 
 
+_FIRST: dict[str, str] = {axis.name: axis.values[0] for axis in AXES}
+
+
+def _at_first(config: Configuration, name: str) -> bool:
+    return config.value(name) == _FIRST[name]
+
+
+def _cut_short(config: Configuration) -> bool:
+    return config.vectoring != axes.VECTORING_NONE
+
+
+def _effective_nrips(config: Configuration) -> bool:
+    return config.profile == _NRIPS_PROFILE and config.nrips == "1"
+
+
+#: Why a combination is left out: (reason, predicate that is true for the combinations it excludes). Each rule
+#: either removes a combination the spec says cannot happen or one that only renames a simpler configuration.
+EXCLUSIONS: tuple[tuple[str, Callable[[Configuration], bool]], ...] = (
+    (
+        "INTO is invalid in 64-bit mode (#UD): not a soft event there",
+        lambda c: c.instruction == _INTO and c.mode == _LONG_MODE,
+    ),
+    (
+        "the two readings of K-6.19-6 differ only for INT n with n >= 0x80",
+        lambda c: c.instruction not in _HIGH_INT_N and not _at_first(c, "reading"),
+    ),
+    (
+        "guest debugging intercepts the #BP of an INT3 only",
+        lambda c: c.source == axes.SOURCE_GUEST_DEBUG and c.instruction not in _GUEST_DEBUG_INSTRUCTIONS,
+    ),
+    (
+        "a DR7 breakpoint's #DB goes to the guest before the INT3 reaches userspace",
+        lambda c: c.source == axes.SOURCE_GUEST_DEBUG and not _at_first(c, "debug"),
+    ),
+    (
+        "L1's NRIPS and L1's intercepts need an L1",
+        lambda c: not c.nested and (not _at_first(c, "l1_nrips") or c.vectoring == axes.VECTORING_L1),
+    ),
+    (
+        "a CPU without NRIPS forces the effective nrips to 0 (K-5.19-1): one value suffices",
+        lambda c: c.profile != _NRIPS_PROFILE and not _at_first(c, "nrips"),
+    ),
+    (
+        "L1 is offered NRIPS only when L0's effective nrips is 1 (K-5.19-3, EX-39)",
+        lambda c: c.nested and c.l1_nrips == axes.YES and not _effective_nrips(c),
+    ),
+    (
+        "a second exit during, or an exit after, the re-injection needs a first exit",
+        lambda c: not _cut_short(c) and c.second_exit in (axes.SECOND_SAME, axes.SECOND_INTR),
+    ),
+    (
+        "nothing is injected, so no entry injects anything to cancel",
+        lambda c: c.second_exit == axes.SECOND_CANCEL and not (_cut_short(c) or c.injected),
+    ),
+    (
+        "nobody reads the code again after the guest executed it",
+        lambda c: not (_cut_short(c) or c.injected) and not (_at_first(c, "code_change") and _at_first(c, "decode")),
+    ),
+    (
+        "paging decides only which fault L0 takes; SEV guests always use NPT",
+        lambda c: (
+            not (c.vectoring == axes.VECTORING_HOST and _at_first(c, "protection")) and not _at_first(c, "paging")
+        ),
+    ),
+    (
+        "a stale next_rip matters to KVM's own injections (EX-21, EX-22)",
+        lambda c: c.source not in _USERSPACE_SOURCES and not _at_first(c, "previous_exit"),
+    ),
+    (
+        "the OUT would consume the STI shadow meant for the instruction",
+        lambda c: not _at_first(c, "previous_exit") and not _at_first(c, "shadow"),
+    ),
+    (
+        "only nested state has a pending VMRUN or vmcb12 fields to lose (EX-44, EX-45)",
+        lambda c: not c.nested and not _at_first(c, "save_restore"),
+    ),
+    (
+        "L0 must have requeued the event (an exit reflected to L1 leaves no L2 state to save)",
+        lambda c: (
+            c.save_restore == axes.SAVE_REQUEUED
+            and not (c.vectoring == axes.VECTORING_HOST and c.second_exit == axes.SECOND_NONE)
+        ),
+    ),
+    (
+        "the model's SEV guests are not nested",
+        lambda c: c.nested and not _at_first(c, "protection"),
+    ),
+    (
+        "a vmcb12 CS base under a 64-bit L2 adds nothing to EX-12's non-nested case",
+        lambda c: c.nested and c.mode == _LONG_MODE and not _at_first(c, "cs_base"),
+    ),
+)
+
+
+#: Per source, the axes that must hold their first value (what the exclusions above imply for that source).
+_PINNED_FOR_SOURCE: dict[str, tuple[str, ...]] = {
+    source: (() if source in _NESTED_SOURCES else ("l1_nrips", "save_restore"))
+    + (() if source in _USERSPACE_SOURCES else ("previous_exit",))
+    for source in next(axis for axis in AXES if axis.name == "source").values
+}
+
+
+def exclusion(config: Configuration) -> str | None:
+    """Why the combination is left out, or None when it is explored."""
+    return next((reason for reason, excludes in EXCLUSIONS if excludes(config)), None)
+
+
 def applicable(config: Configuration) -> bool:
     """Whether the combination is meaningful and not a duplicate of a simpler one (module docstring)."""
-    first = {axis.name: axis.values[0] for axis in AXES}
-
-    def at_first(name: str) -> bool:
-        return config.value(name) == first[name]
-
-    if config.instruction == _INTO and config.mode == _LONG_MODE:
-        return False  # INTO is invalid in 64-bit mode (#UD): not a soft event there
-    if config.instruction not in _HIGH_INT_N and not at_first("reading"):
-        return False  # the two readings of K-6.19-6 differ only for INT n with n >= 0x80
-    if config.source == axes.SOURCE_GUEST_DEBUG and config.instruction not in _GUEST_DEBUG_INSTRUCTIONS:
-        return False
-    if config.source == axes.SOURCE_GUEST_DEBUG and not at_first("debug"):
-        return False  # a DR7 breakpoint's #DB goes to the guest before the INT3 reaches userspace
-    if not config.nested and not (at_first("l1_nrips") and config.vectoring != axes.VECTORING_L1):
-        return False
-    if config.profile != _NRIPS_PROFILE and not at_first("nrips"):
-        return False  # a CPU without NRIPS forces the effective nrips to 0 (K-5.19-1): one value suffices
-    effective_nrips = config.profile == _NRIPS_PROFILE and config.nrips == "1"
-    if config.nested and config.l1_nrips == axes.YES and not effective_nrips:
-        return False  # L1 is offered NRIPS only when L0's effective nrips is 1 (K-5.19-3, EX-39)
-    cut_short = config.vectoring != axes.VECTORING_NONE
-    if not cut_short and config.second_exit in (axes.SECOND_SAME, axes.SECOND_INTR):
-        return False  # "again" and "after" need a first exit
-    if config.second_exit == axes.SECOND_CANCEL and not (cut_short or config.injected):
-        return False  # nothing is injected, so no entry injects anything to cancel
-    decodes = cut_short or config.injected
-    if not decodes and not (at_first("code_change") and at_first("decode")):
-        return False  # nobody reads the code again after the guest executed it
-    if not (config.vectoring == axes.VECTORING_HOST and at_first("protection")) and not at_first("paging"):
-        return False  # paging decides only which fault L0 takes; SEV guests always use NPT
-    if config.source not in _USERSPACE_SOURCES and not at_first("previous_exit"):
-        return False  # a stale next_rip matters to KVM's own injections (EX-21, EX-22)
-    if not at_first("previous_exit") and not at_first("shadow"):
-        return False  # the OUT would consume the STI shadow meant for the instruction
-    if not at_first("save_restore") and not config.nested:
-        return False  # only nested state has a pending VMRUN or vmcb12 fields to lose (EX-44, EX-45)
-    requeued_by_l0 = config.vectoring == axes.VECTORING_HOST and config.second_exit == axes.SECOND_NONE
-    if config.save_restore == axes.SAVE_REQUEUED and not requeued_by_l0:
-        return False  # L0 must have requeued the event (an exit reflected to L1 leaves no L2 state to save)
-    if config.nested and not at_first("protection"):
-        return False  # the model's SEV guests are not nested
-    # A vmcb12 CS base under a 64-bit L2 adds nothing to EX-12's non-nested case.
-    return not (config.mode == _LONG_MODE and config.cs_base != first["cs_base"] and config.nested)
+    return exclusion(config) is None
 
 
 @attrs.frozen
@@ -160,11 +225,27 @@ class Space:
         return self.selection[AXIS_NAMES.index(axis)]
 
     def configurations(self) -> Iterator[Configuration]:
-        """Every applicable configuration, in a deterministic order."""
-        for combination in itertools.product(*self.selection):
-            config = Configuration(**dict(zip(AXIS_NAMES, combination, strict=True)))
-            if applicable(config):
-                yield config
+        """Every applicable configuration, in a deterministic order (source by source).
+
+        Axes that apply only to some sources (L1's, the userspace ones) are pinned to their first value for the
+        other sources before the product is taken: the same configurations, without building the hundreds of
+        thousands of combinations the exclusions would throw away.
+        """
+        source_index = AXIS_NAMES.index("source")
+        for source in self.values("source"):
+            pinned = _PINNED_FOR_SOURCE.get(source, ())
+            selection = [
+                (source,)
+                if index == source_index
+                else tuple(v for v in values if v == _FIRST[name])
+                if name in pinned
+                else values
+                for index, (name, values) in enumerate(zip(AXIS_NAMES, self.selection, strict=True))
+            ]
+            for combination in itertools.product(*selection):
+                config = Configuration(**dict(zip(AXIS_NAMES, combination, strict=True)))
+                if applicable(config):
+                    yield config
 
     def size(self) -> int:
         """How many configurations `configurations()` yields."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dsl.engine import run
@@ -11,7 +13,7 @@ from dsl.explore.axes import AXES
 from dsl.explore.build import build_program, linear_rip
 from dsl.explore.compare import Divergence
 from dsl.explore.findings import compare
-from dsl.explore.space import AxisError, Configuration, Space, applicable, parse_restriction
+from dsl.explore.space import AXIS_NAMES, AxisError, Configuration, Space, applicable, exclusion, parse_restriction
 
 
 def test_an_unknown_axis_names_the_axes_there_are() -> None:
@@ -124,3 +126,23 @@ def test_nested_save_and_restore_by_l1_without_nrips(
     )
     assert applicable(config)
     assert compare(config, policy, PolicyName.ARCHITECTURAL, run).divergences == divergences
+
+
+def test_enumeration_yields_exactly_the_applicable_combinations_in_product_order() -> None:
+    """The per-source pinning is only a shortcut: the same configurations as filtering the whole product."""
+    space = parse_restriction("instruction=int3", parse_restriction("mode=long64", Space.default()))
+    space = parse_restriction("l1_nrips=no", space)  # a first value missing from the selection pins to nothing
+    brute = [
+        config
+        for combination in itertools.product(*space.selection)
+        if applicable(config := Configuration(**dict(zip(AXIS_NAMES, combination, strict=True))))
+    ]
+    assert list(space.configurations()) == brute
+    assert brute
+
+
+def test_every_exclusion_says_why() -> None:
+    assert (
+        exclusion(Configuration(instruction="into")) == "INTO is invalid in 64-bit mode (#UD): not a soft event there"
+    )
+    assert exclusion(Configuration()) is None
