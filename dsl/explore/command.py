@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dsl.engine.vocab import PolicyName, policy_by_name, policy_names
-from dsl.explore.axes import AXES
+from dsl.explore.axes import AXES, AXIS_NAMES
 from dsl.explore.space import AxisError, Space, parse_restriction
 
 if TYPE_CHECKING:
@@ -140,6 +140,12 @@ def explore_command(args: argparse.Namespace) -> int:
     if args.random < 0 or args.jobs < 0:
         print("svmdsl explore: error: --random and --jobs take a number >= 0", file=sys.stderr)
         return EXIT_USAGE
+    if next(space.configurations(), None) is None:
+        print(
+            f"svmdsl explore: error: the selected axes leave no configuration to explore ({_why_empty(space)})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         exploration = _explore(args, space, policies, reference)
     except HypothesisMissing as problem:
@@ -180,6 +186,14 @@ def _explore(
         return explore_exhaustive(space, policies, reference, jobs=jobs, advance=progress.advance)
     finally:
         progress.finish()
+
+
+def _why_empty(space: Space) -> str:
+    """The exclusion that rules out the simplest selected combination (a hint for the user)."""
+    from dsl.explore.space import Configuration, exclusion
+
+    simplest = Configuration(**{name: space.values(name)[0] for name in AXIS_NAMES})
+    return exclusion(simplest) or "no combination is applicable"
 
 
 def _update(path: Path, table: str) -> None:

@@ -90,3 +90,9 @@ def test_update_of_a_file_without_markers_is_an_error_naming_it(
     assert explore([*SMALL, "--policy", "kvm-5.19", "--update", str(page)]) == 2
     assert f"{page}: no table between" in capsys.readouterr().err
     assert page.read_text(encoding="utf-8") == "no table here\n"
+
+
+def test_a_selection_with_nothing_to_explore_says_which_rule_empties_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """H-23: INTO does not exist in 64-bit mode, so `into` with only `long64` leaves nothing."""
+    assert explore(["--axis", "instruction=into", "--axis", "mode=long64"]) == 2
+    assert "no configuration to explore (INTO is invalid in 64-bit mode" in capsys.readouterr().err
