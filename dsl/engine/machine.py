@@ -189,6 +189,8 @@ class Kvm:
     nested_run_pending: bool = False
     vmcb12: Vmcb12 = attrs.Factory(Vmcb12)
     insn_emulation_fail: int = 0
+    #: KVM_REQ_EVENT raised while injecting, with an exception left pending (K-6.0-30): served at the next entry.
+    event_request: bool = False
 
 
 class InFlight(NamedTuple):
@@ -287,6 +289,7 @@ class Machine:
     debug_exits: int = 0
     l1_nmi_masked: bool = False
     queue_shown: str = NOTHING_QUEUED  # the event queue as the trace last reported it
+    deferred_entry: bool = False  # this entry injects an exception KVM queued while injecting (K-6.0-30)
 
     # -- the current VMCB and guest registers ----------------------------------------------------------------------
 
@@ -426,6 +429,7 @@ class Machine:
                 kvm.int3_injected,
                 kvm.int3_rip,
                 failed,
+                self.deferred_entry,
             )
         )
 

@@ -13,6 +13,11 @@ from dsl.engine.vocab import Evidence
 
 _NO_TAGS: Mapping[str, Evidence] = MappingProxyType({})
 
+#: The exact interleaving of K-6.0-30 ([V]: "the guest observes a #UD at the INT3"): the #BP goes in with the #UD
+#: pending and the #UD is injected at the next entry, before the guest's next instruction. No source states the
+#: order of the two deliveries, so the model's sequence is unverified.
+DEFERRED_EXCEPTION_RULE = "K-6.0-30 [U: interleaving]"
+
 #: The specification's rules that are not [V]. Read-only: a policy's own pseudo-rules go in `Policy.evidence`.
 RULE_EVIDENCE: Mapping[str, Evidence] = MappingProxyType(
     {
@@ -36,6 +41,7 @@ RULE_EVIDENCE: Mapping[str, Evidence] = MappingProxyType(
         # Two descriptions of one report (README disagreement 6); the model follows reading B.
         "K-6.0-27": Evidence.UNVERIFIED,
         "K-6.0-28": Evidence.DERIVED,
+        DEFERRED_EXCEPTION_RULE: Evidence.UNVERIFIED,
         "K-6.0-31": Evidence.UNVERIFIED,  # what the CPU pushes for SEV-ES is hardware/VMSA-defined [U]
         "K-6.19-6": Evidence.INFERRED,
         "K-6.19-7": Evidence.DERIVED,

@@ -35,7 +35,7 @@ from dsl.engine.program import (
     VectoringFault,
 )
 from dsl.engine.result import Action, Result
-from dsl.engine.rules import weakest
+from dsl.engine.rules import DEFERRED_EXCEPTION_RULE, weakest
 from dsl.engine.validate import validate
 from dsl.engine.vocab import (
     Actor,
@@ -194,6 +194,9 @@ def _guest_action(m: Machine, policy: Policy, field: str) -> None:
     if m.frames:
         cpu.iret(m)
         return
+    if m.kvm.event_request:
+        _serve_event_request(m, policy)
+        return
     exit_ = cpu.execute(m)
     if exit_ is not None:
         _after_exit(m, policy, exit_)
@@ -288,6 +291,8 @@ def _save_restore(m: Machine, policy: Policy, field: str, step: SaveRestore) -> 
 def _enter(m: Machine, policy: Policy) -> None:
     """One VM entry: inject, maybe cancel, nested fix-ups, VMRUN, and the exit that ends it (if any)."""
     policy.inject_pending_event(m)
+    if not m.kvm.queue.exception_pending:
+        m.kvm.event_request = False  # the queued exception went in with this entry
     if _stopped(m):
         return
     if m.cancel_armed:
@@ -300,6 +305,24 @@ def _enter(m: Machine, policy: Policy) -> None:
         m.kvm.nested_run_pending = False  # the hardware entered L2
     if exit_ is not None:
         _after_exit(m, policy, exit_)
+
+
+def _serve_event_request(m: Machine, policy: Policy) -> None:
+    """K-6.0-30: the #UD queued while the #BP was injected is injected at the next entry, before the guest's next
+    instruction (its handler returned onto the INT3), so the guest takes #UD at the INT3. The interleaving is
+    unverified (DEFERRED_EXCEPTION_RULE); no #VMEXIT is recorded because none is described."""
+    m.kvm.event_request = False
+    m.kvm.queue.subject = False  # the pending #UD is KVM's, not the scenario's event
+    m.in_guest = False
+    m.log(
+        Actor.L0,
+        Action.NOTE,
+        DEFERRED_EXCEPTION_RULE,
+        f"KVM_REQ_EVENT with {m.kvm.queue.describe()}: the vCPU re-enters before the next instruction",
+    )
+    m.deferred_entry = True
+    _enter(m, policy)
+    m.deferred_entry = False
 
 
 def _after_exit(m: Machine, policy: Policy, exit_: Exit) -> None:
@@ -332,6 +355,9 @@ def _run(m: Machine, policy: Policy, step: Run) -> None:
             continue
         if m.frames:
             cpu.iret(m)
+            continue
+        if m.kvm.event_request:
+            _serve_event_request(m, policy)
             continue
         if _settled(m):
             return

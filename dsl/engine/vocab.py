@@ -331,9 +331,10 @@ _OUTCOME_DOCS: dict[Outcome, str] = {
 class Observable(enum.Enum):
     """What a scenario can `expect`. The value is the name used in scenarios (`expect next_rip == 0x1001`).
 
-    VMRUN observables read the *focus* VMRUN: the last VMRUN whose EVENTINJ was valid, else the first VMRUN after
-    the first #VMEXIT, else the last VMRUN. Exit observables read the first #VMEXIT; delivery observables the first
-    event delivered to the guest. `Result.observe` takes a `Pick` to choose another one.
+    VMRUN observables read the *focus* VMRUN: the last VMRUN whose EVENTINJ was valid (not counting an exception
+    KVM queued while injecting, K-6.0-30), else the first VMRUN after the first #VMEXIT, else the last VMRUN. Exit
+    observables read the first #VMEXIT; delivery observables the first event delivered to the guest.
+    `Result.observe` takes a `Pick` to choose another one.
     """
 
     EVENT_INJ = "event_inj"

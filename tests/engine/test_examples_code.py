@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dsl.engine import ModifyCode, Result, SetPage
-from dsl.engine.vocab import Evidence, FaultKind, Outcome, PageTable, PolicyName, Protection, Vector
+from dsl.engine import CodeBytes, Execute, ModifyCode, Program, Result, Run, SetPage, Setup, run
+from dsl.engine.rules import DEFERRED_EXCEPTION_RULE
+from dsl.engine.vocab import Evidence, FaultKind, HardwareProfile, Outcome, PageTable, PolicyName, Protection, Vector
 
 from .builders import (
     BEFORE_OPCODE_CHECK,
@@ -29,6 +30,7 @@ def _rewritten(policy: PolicyName, new: bytes, nrips: bool = True, old: bytes = 
 
 
 CALL = b"\xe8\x10\x00\x00\x00"
+CPUID = b"\x0f\xa2"
 
 
 def test_ex27_kvm_5_19_runs_the_new_call() -> None:
@@ -215,6 +217,39 @@ def test_ex36_sev_bogus_ud(policy: PolicyName) -> None:
     assert obs(result, "event_inj") == 0x80000303
     assert obs(result, "next_rip") == 0x1000
     assert obs(result, "pending_exception") == Vector.UD
+
+
+@pytest.mark.parametrize("policy", [KVM_6_0, KVM_6_2])
+def test_ex36_sev_guest_observes_ud_at_int3(policy: PolicyName) -> None:
+    """EX-36, K-6.0-30: the #BP goes in with return address 0x1000 while #UD is pending; the pending #UD is
+    injected at the next entry and the guest takes #UD with frame RIP 0x1000 (the INT3)."""
+    result = _sev(policy)
+    delivered = [(d.vector, d.return_rip, d.injected) for d in result.deliveries]
+    assert delivered[:2] == [(Vector.BP, 0x1000, True), (Vector.UD, 0x1000, True)]
+    assert [run.event_inj for run in result.vmruns if run.event_inj] == [0x80000303, 0x80000306]
+    assert obs(result, "event_inj") == 0x80000303  # the focus stays on the #BP's injection
+
+
+@pytest.mark.parametrize("policy", [KVM_6_0, KVM_6_2])
+def test_ex36_sev_interleaving_is_unverified(policy: PolicyName) -> None:
+    """EX-36, K-6.0-30: "the guest observes a #UD at the INT3" is [V]; the order of the two deliveries is not
+    stated anywhere, so the run is "predicted, unconfirmed"."""
+    result = _sev(policy)
+    assert DEFERRED_EXCEPTION_RULE in result.outcome_rules
+    assert result.evidence is Evidence.UNVERIFIED
+    assert not result.confirmed
+
+
+def test_sev_intercepted_instruction_skip_injects_ud_at_next_entry() -> None:
+    """K-5.19-7 step a, K-6.0-30: an SEV skip of an intercepted instruction with nrips=0 queues #UD, which the next
+    entry injects through the ordinary pending path (no deferred re-entry: nothing else was being injected)."""
+    setup = Setup(rip=0x1000, code=(CodeBytes(0x1000, CPUID),))
+    program = Program(
+        setup, (Execute(), Run()), HardwareProfile.AMD_NRIPS, KVM_6_0, options(nrips=False, protection=Protection.SEV)
+    )
+    result = run(program)
+    assert [d.vector for d in result.deliveries][:1] == [Vector.UD]
+    assert DEFERRED_EXCEPTION_RULE not in result.outcome_rules
 
 
 @pytest.mark.parametrize("policy", REINJECTING[2:])

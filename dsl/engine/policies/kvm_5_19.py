@@ -104,9 +104,15 @@ class Kvm519(Policy):
         return True
 
     def cannot_read_sev_code(self, m: Machine) -> bool:
-        """K-5.19-7 step a: the "can emulate" hook queues #UD and the emulator reports success (K-6.0-30)."""
+        """K-5.19-7 step a: the "can emulate" hook queues #UD and the emulator reports success (K-6.0-30).
+
+        kvm_queue_exception: a benign #UD replaces an exception being injected (the #BP's locals are already
+        read, so EVENTINJ still gets the #BP) and stays pending; KVM_REQ_EVENT is raised for it.
+        """
         queue = m.kvm.queue
+        queue.exception_injected = False
         queue.exception_pending, queue.exception_vector, queue.exception_error = True, Vector.UD, None
+        m.kvm.event_request = True
         m.pending_exception_seen = Vector.UD
         m.log(Actor.L0, Action.QUEUE, "K-6.0-30", "SEV: no instruction bytes; #UD queued, skip reports success")
         return True
