@@ -42,7 +42,7 @@ _DROP = (
 class Known(NamedTuple):
     """A disagreement reported to the engine's owner: rows whose label contains `fragment`, one observable."""
 
-    fragment: str
+    fragment: str  # "" for every row
     observable: str
     why: str
     policies: tuple[PolicyName, ...] = ()  # empty: under every kernel
@@ -63,7 +63,7 @@ KNOWN = (
     Known("INTO in 64-bit mode", "injection tracepoints", _UD),
     Known("userspace nmi", "vectoring exits (exit code, EXITINTINFO)", _NMI),
     Known("INT 0x80", "injection tracepoints", _DROP, (PolicyName.KVM_6_19,)),
-    Known("userspace", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),
+    Known("", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),  # every row: the text differs
 )
 
 

@@ -137,7 +137,7 @@ def disagreements(program: Program, real: report.Observation) -> tuple[Disagreem
     engine_deliveries = result.deliveries
     if real.stop == report.STOP_AT_LIMIT:
         engine_deliveries = engine_deliveries[: len(real.deliveries)]  # both sides cut a loop at their own bound
-    pairs = (
+    pairs = [
         ("outcome", _engine_outcome(result, injected=injected), classify(real, subject, injected=injected)),
         (
             "deliveries (vector, return address)",
@@ -147,7 +147,7 @@ def disagreements(program: Program, real: report.Observation) -> tuple[Disagreem
         ("vectoring exits (exit code, EXITINTINFO)", _engine_exits(result), _real_exits(real)),
         ("RIP at the VMRUN after the first vectoring exit", _engine_reentry(result), _real_reentry(real)),
         ("injection tracepoints", _engine_injections(result), _real_injections(real)),
-    )
+    ]
     return tuple(Disagreement(name, engine, actual) for name, engine, actual in pairs if engine != actual)
 
 

@@ -11,6 +11,7 @@
  *   warm RIP RSP                  run from RIP until a HLT (touches pages so that they are mapped), trace dropped
  *   regs RIP RSP RFLAGS           the scenario's first state
  *   event KIND VECTOR EV ERR      userspace injects an event (KVM_SET_VCPU_EVENTS): KIND exception, irq, soft, nmi
+ *   shadow KIND                   the interrupt shadow (KVM_X86_SHADOW_INT_* bits: 1 MOV SS, 2 STI)
  *   run MAX_EXITS                 run until a HLT outside the handlers, MAX_EXITS userspace exits, or the alarm
  * Output (stdout, one record a line; dsl/backends/qemu_kvm/report.py reads it):
  *   begin ID / deliver VECTOR RSP CR2 FRAMEHEX / stop KIND RIP / trace TEXT / error TEXT / end ID
@@ -295,6 +296,14 @@ static int directive(struct vcase *c, char *line)
 		struct kvm_regs regs = {.rip = a, .rsp = b, .rflags = d};
 		clear_trace();
 		return ioctl(c->vcpu, KVM_SET_REGS, &regs);
+	}
+	if (!strcmp(word, "shadow") && sscanf(line, "shadow %d", &vector) == 1) {
+		struct kvm_vcpu_events events;
+		if (ioctl(c->vcpu, KVM_GET_VCPU_EVENTS, &events) < 0)
+			return -1;
+		events.flags = KVM_VCPUEVENT_VALID_SHADOW;
+		events.interrupt.shadow = (uint8_t)vector;
+		return ioctl(c->vcpu, KVM_SET_VCPU_EVENTS, &events);
 	}
 	if (!strcmp(word, "event") && sscanf(line, "event %15s %d %llx %llx", name, &vector, &a, &b) == 4)
 		return inject(c, name, vector, (int)a, (uint32_t)b);
