@@ -30,6 +30,8 @@ IN_FLIGHT_PER_WORKER = 4
 
 #: Examples `find` may try to meet a class again before shrinking it (the sample may have been lucky).
 MIN_SHRINK_EXAMPLES = 50
+#: Sampling rounds random mode may take to collect the distinct configurations asked for.
+MAX_SAMPLING_ROUNDS = 8
 
 #: Called with how many more configurations are done (progress display).
 Advance = Callable[[int], None]
@@ -132,15 +134,22 @@ def explore_random(
         suppress_health_check=list(HealthCheck),
     )
 
-    @hypothesis_seed(seed)
     @quiet
     @given(configurations)
     def sample(config: Configuration) -> None:
         sampled.append(config)
 
-    sample()
+    # Hypothesis repeats examples and gives up early on a strongly filtered space: sample again with derived
+    # seeds until `examples` distinct configurations are in hand (or the space seems smaller than that).
+    distinct: dict[Configuration, None] = {}
+    for round_number in range(MAX_SAMPLING_ROUNDS):
+        before = len(distinct)
+        hypothesis_seed(seed * MAX_SAMPLING_ROUNDS + round_number)(sample)()
+        distinct.update(dict.fromkeys(sampled))
+        if len(distinct) >= examples or len(distinct) == before:
+            break
     found = Tally()
-    for config in dict.fromkeys(sampled):  # Hypothesis may repeat an example: count each configuration once
+    for config in list(distinct)[:examples]:
         found = found.merge(tally((config,), policies, reference, run))
         if advance is not None:
             advance(1)
