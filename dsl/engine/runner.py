@@ -163,9 +163,12 @@ def _cancel_entry(m: Machine, policy: Policy, field: str, step: CancelEntry) -> 
 
 
 def _reenter(m: Machine, policy: Policy, field: str, step: Reenter) -> None:
+    """L0 enters the guest once; after an exit reflected to L1 that guest is L1 itself (vmcb01), so L0 delivers
+    what it queued for L1, e.g. an NMI from userspace (K-6.0-8, K-7.1-7)."""
     if m.in_guest:
         raise EngineError(field, "re-enter", "L0 outside the guest (the guest is running: an exit must come first)")
-    _require_l0(m, field)
+    if m.l1_has_control:
+        m.log(Actor.L0, Action.NOTE, "", "L0 enters L1 (vmcb01): L1 runs after the reflected #VMEXIT")
     _enter(m, policy)
 
 
@@ -185,8 +188,8 @@ def _running(m: Machine) -> bool:
 
 def _guest_action(m: Machine, policy: Policy, field: str) -> None:
     """One guest action: enter if L0 is outside, else return from a handler, else execute the instruction."""
+    _require_l0(m, field)  # the guest's instructions are L2's once nested: L1 must VMRUN it again first
     if not m.in_guest:
-        _require_l0(m, field)
         delivered = len(m.deliveries)
         _enter(m, policy)
         if not _running(m) or len(m.deliveries) > delivered:
@@ -252,8 +255,12 @@ def _injected_subject(m: Machine, vector: int, event_type: EventType, rip: int, 
 
 
 def _l1_vmrun(m: Machine, policy: Policy, field: str, step: L1Vmrun) -> None:
-    if m.in_guest:
+    if m.in_guest and not m.l1_has_control:
         raise EngineError(field, "L1 VMRUN", "L2 not running (an exit reflected to L1 must come first)")
+    if m.in_guest:  # L1 runs (L0 entered it after the reflected exit): its VMRUN exits to L0
+        m.in_guest = False
+        m.frames.clear()  # L1's own handler frames: the model does not follow L1's code
+        m.log(Actor.L1, Action.NOTE, "", "L1 executes VMRUN: #VMEXIT to L0, which emulates it")
     m.l1_has_control = False
     if events.is_valid(step.event_inj):  # every L1 injection is a new subject (S-9, S-13)
         event_type = events.event_type_of(step.event_inj) or EventType.INTR

@@ -8,16 +8,20 @@ import pytest
 
 from dsl.engine import (
     CodeBytes,
+    EngineError,
     Event,
     Execute,
     ExitFor,
+    Inject,
     L1Vmrun,
     Nesting,
     Program,
+    Reenter,
     Result,
     Run,
     SetPage,
     Setup,
+    Step,
     run,
 )
 from dsl.engine.policies import POLICIES, implemented
@@ -29,6 +33,7 @@ from dsl.engine.vocab import (
     ExitCode,
     FaultKind,
     HardwareProfile,
+    InjectionSource,
     Level,
     Outcome,
     PageTable,
@@ -38,11 +43,13 @@ from dsl.engine.vocab import (
 
 from .builders import (
     ALL_KVM,
+    ARCHITECTURAL,
     BP,
     INT3,
     KVM_5_19,
     KVM_6_0,
     KVM_6_2,
+    KVM_6_6,
     KVM_6_19,
     KVM_7_1,
     REINJECTING,
@@ -208,6 +215,78 @@ def test_k_7_1_7_nested_vmexit_clears_nmi_l1_to_l2(policy: PolicyName, cleared: 
     assert any(t.rule == "K-7.1-7" for t in result.trace) is cleared
     if cleared:
         assert obs(result, "confirmed") is False
+
+
+NMI = Event(Vector.NMI, EventType.NMI)
+L1_NPT = Nesting(l1_npt=True)
+
+
+def _nmi_into_l1_after_reflected_exit(policy: PolicyName, l1_event: int, *more: Step) -> Result:
+    """L1 VMRUNs L2 with `l1_event`; its delivery takes an #NPF L1 owns (reflected); userspace then injects an NMI
+    and L0 enters L1 itself."""
+    steps = (
+        L1Vmrun(event_inj=l1_event, rip=0x6000),
+        cut_short(FaultKind.NPF, by=Level.L1),
+        Run(),
+        Inject(InjectionSource.USERSPACE, NMI),
+        Reenter(),
+        *more,
+    )
+    setup = Setup(nesting=L1_NPT, rip=0x6000, code=(CodeBytes(0x6000, b"\x0f\x0b"),))
+    return run(Program(setup, steps, policy=policy))
+
+
+@pytest.mark.parametrize(
+    ("policy", "masked"),
+    [
+        (KVM_5_19, True),
+        (KVM_6_0, False),
+        (KVM_6_2, False),
+        (KVM_6_6, False),
+        (KVM_6_19, False),
+        (KVM_7_1, True),
+        (ARCHITECTURAL, True),
+    ],
+)
+def test_k_7_1_7_stale_nmi_l1_to_l2_skips_l1_nmi_mask(policy: PolicyName, masked: bool) -> None:
+    """K-7.1-7, K-6.0-8, K-6.0-25: an L1→L2 NMI cut short by an #NPF reflected to L1 leaves nmi_l1_to_l2 set
+    before kvm-7.1, so the NMI L0 then injects into L1 neither masks L1's NMIs nor intercepts IRET. kvm-5.19 has no
+    flag (K-5.19-11 masks); kvm-7.1 clears it on the nested #VMEXIT."""
+    result = _nmi_into_l1_after_reflected_exit(policy, 0x80000200)
+    assert obs(result, "vmcb12_exit_int_info") in (0x80000200, 0x80000202)  # NMI; KVM rebuilds vector field 0
+    assert result.deliveries[-1].vector == Vector.NMI
+    assert obs(result, "l1_nmi_masked") is masked
+
+
+@pytest.mark.parametrize("policy", [KVM_6_0, KVM_7_1])
+def test_k_6_0_8_nmi_into_l1_masks_when_l2_had_no_nmi(policy: PolicyName) -> None:
+    """K-6.0-8: without an L1→L2 NMI, an NMI L0 injects into L1 masks L1's NMIs and intercepts IRET."""
+    result = _nmi_into_l1_after_reflected_exit(policy, 0x80000303)  # L1 gave L2 a #BP, not an NMI
+    assert obs(result, "l1_nmi_masked") is True
+    assert any(t.rule == "K-6.0-8" and "masked" in t.message for t in result.trace)
+
+
+def test_k_7_1_7_stale_flag_is_reported_unconfirmed() -> None:
+    """K-7.1-7 [U]: the consequence of the stale flag rests on an unverified merge: "predicted, unconfirmed"."""
+    result = _nmi_into_l1_after_reflected_exit(KVM_6_0, 0x80000200)
+    assert any(t.rule == "K-7.1-7" for t in result.trace)
+    assert result.evidence is Evidence.UNVERIFIED
+
+
+def test_l1_runs_after_l0_entered_it_and_may_vmrun_l2_again() -> None:
+    """K-5.19-24: after L0 entered L1 (L1 runs on vmcb01), L1's next VMRUN runs L2 again."""
+    again = L1Vmrun(event_inj=0, rip=0x6000)
+    result = _nmi_into_l1_after_reflected_exit(KVM_7_1, 0x80000200, again, Run())
+    assert result.vmruns[-1].nested is True
+    assert result.vmruns[-1].rip == 0x6000
+
+
+def test_l2_instruction_after_reflected_exit_needs_l1_vmrun() -> None:
+    """K-5.19-24: after an exit reflected to L1 the guest (L2) runs only after L1's VMRUN: a clear error."""
+    steps = (L1Vmrun(event_inj=0x80000200, rip=0x6000), cut_short(FaultKind.NPF, by=Level.L1), Run(), Execute())
+    setup = Setup(nesting=L1_NPT, rip=0x6000, code=(CodeBytes(0x6000, b"\x0f\x0b"),))
+    with pytest.raises(EngineError, match="an L1 VMRUN step first"):
+        run(Program(setup, steps, policy=KVM_6_0))
 
 
 def test_k_7_1_9_reading_b_keeps_cpus_without_nrips() -> None:

@@ -51,6 +51,10 @@ class Architectural(Policy):
             write_event_inj(m, "ARCH", events.encode(vector, EventType.EXCEPTION, error), error or 0, "inject")
         elif queue.nmi_injected:
             write_event_inj(m, "ARCH", events.encode(0, EventType.NMI), 0, "inject NMI")
+            if not m.kvm.guest_mode and m.program.setup.nesting is not None:
+                # An NMI delivered to L1 blocks L1's NMIs until its IRET; one L1 gave L2 does not (K-6.0-8).
+                m.l1_nmi_masked = True
+                m.log(Actor.L0, Action.SAVE, "ARCH", "NMI into L1: L1's NMIs blocked until its IRET")
         elif queue.interrupt_injected:
             kind = EventType.SOFT if queue.interrupt_soft else EventType.INTR
             self.place_return(m, kind, queue.interrupt_nr)

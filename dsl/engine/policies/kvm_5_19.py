@@ -190,8 +190,9 @@ class Kvm519(Policy):
         self.mask_nmis(m, "K-5.19-23" if m.kvm.guest_mode else "K-5.19-11")
 
     def mask_nmis(self, m: Machine, rule: str) -> None:
+        """HF_NMI_MASK + IRET intercept on the vCPU: L1's when nested, whether L1 or L2 is running."""
         m.kvm.nmi_masked = True
-        if m.kvm.guest_mode:
+        if m.kvm.guest_mode or m.program.setup.nesting is not None:
             m.l1_nmi_masked = True
         m.log(Actor.L0, Action.SAVE, rule, "NMIs masked, IRET intercepted")
 

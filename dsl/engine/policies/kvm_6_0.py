@@ -129,6 +129,10 @@ class Kvm60(Kvm519):
     def inject_nmi(self, m: Machine) -> None:
         """svm_inject_nmi (K-6.0-8): an L1→L2 NMI leaves L1's NMI state alone."""
         write_event_inj(m, "K-6.0-8", events.encode(0, EventType.NMI), 0, "svm_inject_nmi")
+        if m.kvm.nmi_l1_to_l2 and not m.kvm.guest_mode:
+            # Left set by a nested #VMEXIT during an L1→L2 NMI (K-6.0-25); kvm-7.1 clears it there (K-7.1-7).
+            m.log(Actor.L0, Action.NOTE, "K-7.1-7", "stale nmi_l1_to_l2: the NMI into L1 leaves L1's NMIs unmasked")
+            return
         if m.kvm.nmi_l1_to_l2:
             m.log(Actor.L0, Action.NOTE, "K-6.0-8", "NMI injected by L1 into L2: L1's NMI mask untouched")
             return
