@@ -286,7 +286,11 @@ class SaveRestore:
 
 @attrs.frozen
 class Reenter:
-    """The host re-enters the guest once: injection hooks, VMRUN, delivery, possibly an exit."""
+    """The host re-enters the guest once: injection hooks, VMRUN, delivery, possibly an exit.
+
+    After an exit reflected to L1 the guest L0 enters is L1 itself (vmcb01), e.g. to deliver an NMI userspace
+    injected into L1 (K-6.0-8, K-7.1-7); L2 runs again only after an `L1Vmrun` step.
+    """
 
 
 #: Bound on re-entries for `Run` (the selftest's alarm(2), in entries rather than seconds).
