@@ -63,14 +63,25 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 def run_backend(args: argparse.Namespace) -> int:
-    """`svmdsl run --backend qemu-kvm`: what real KVM did for each expressible row, and which rows are not."""
+    """`svmdsl run --backend qemu-kvm`: each scenario's expectations for the kernel's policy, held to real KVM.
+
+    Exit 1 if an observable expectation failed; rows the backend cannot express are listed with the reason.
+    """
     report = _compare(args)
     if report is None:
         return EXIT_USAGE
-    from dsl.backends.qemu_kvm.observed import render_observations
+    from dsl.backends.qemu_kvm.observed import render_held
+    from dsl.runtime.loader import load
 
-    sys.stdout.write(render_observations(report))
-    return EXIT_OK
+    cases, texts = [], {}
+    for path in {comparison.subject.key[0] for comparison in report.comparisons}:
+        loaded = load(path)
+        texts[loaded.display] = loaded.text
+        if loaded.lowered is not None:
+            cases += [case for case in loaded.lowered.cases if case.policy is report.policy]
+    text, failed = render_held(report, tuple(cases), texts)
+    sys.stdout.write(text)
+    return EXIT_DISAGREE if failed else EXIT_OK
 
 
 def _compare(args: argparse.Namespace) -> Any:

@@ -8,12 +8,26 @@ from pathlib import Path
 import pytest
 
 from dsl.backends import command
-from dsl.backends.qemu_kvm import BackendError, Kernel, boot, cpio, layout, report
+from dsl.backends.qemu_kvm import BackendError, Kernel, boot, cpio, expect, layout, report
 from dsl.backends.qemu_kvm.compare import classify, disagreements
+from dsl.backends.qemu_kvm.expect import real_result
 from dsl.backends.qemu_kvm.kernel import policy_for_version
 from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
+from dsl.compiler.lowered import Check
+from dsl.compiler.lowered import Comparison as CheckComparison
 from dsl.engine import CodeBytes, Event, Execute, Inject, Nesting, PolicyOptions, Program, Run, Setup, VectoringFault
-from dsl.engine.vocab import CpuMode, EventType, FaultKind, HardwareProfile, InjectionSource, PagingMode, PolicyName
+from dsl.engine.vocab import (
+    CpuMode,
+    EventType,
+    FaultKind,
+    HardwareProfile,
+    InjectionSource,
+    Observable,
+    Outcome,
+    PagingMode,
+    PolicyName,
+)
+from dsl.errors import Loc
 
 # What svmrun printed for a real-mode INT3 whose frame push took an #NPF, under Debian's 6.1.192 (kvm_amd on TCG).
 REAL_MODE_INT3_OUTPUT = """\
@@ -214,3 +228,25 @@ def test_an_injection_by_l1_is_not_expressible() -> None:
     lowered = lower(injected, "c0")
     assert isinstance(lowered, NotExpressible)
     assert "L1" in lowered.reason
+
+
+def test_real_runs_answer_the_observables_real_kvm_shows() -> None:
+    """Issue 8 item 1: the same observables as the engine where real KVM shows them (frames, kvm_exit, kvm_inj_*)."""
+    observed = report.parse(REAL_MODE_INT3_OUTPUT, {"c0": CpuMode.REAL})["c0"]
+    result = real_result(_int3_program(), observed)
+    assert result.observe(Observable.EXIT_INT_INFO) == 0x80000403  # Q-4: type 4 on TCG
+    assert result.observe(Observable.EXIT_CODE) == 0x400
+    assert result.observe(Observable.RETURN_RIP) == 0x1001
+    assert result.observe(Observable.OUTCOME) is Outcome.REINJECT
+    assert result.observe(Observable.REQUEUED) is True
+
+
+def test_vmcb_fields_at_vmrun_are_not_observable_on_real_kvm() -> None:
+    """EVENTINJ and next_rip at each VMRUN live inside kvm_amd: expectations on them are counted, not checked."""
+    assert not expect.observable(_check(Observable.EVENT_INJ))
+    assert not expect.observable(_check(Observable.NEXT_RIP))
+    assert expect.observable(_check(Observable.RETURN_RIP))
+
+
+def _check(target: Observable) -> Check:
+    return Check(Loc("x.svm", 1, 1), "expect", target, CheckComparison.EQ, 0)

@@ -40,6 +40,7 @@ class Subject:
     label: str  # file:line: scenario [row n]
     program: Program
     pending: bool = False
+    key: tuple[str, str, int | None] = ("", "", None)  # (file as displayed, scenario, row)
 
 
 @attrs.frozen
@@ -95,7 +96,7 @@ def subjects(files: Iterable[Path], policy: PolicyName) -> tuple[Subject, ...]:
             label = f"{loaded.display}:{case.loc.line}: {case.display_title}{row}"
             options = attrs.evolve(case.program.options, soft_int_reading=REAL_SOFT_INT_READING)
             program = attrs.evolve(case.program, profile=HardwareProfile.QEMU_TCG, policy=policy, options=options)
-            found[key] = Subject(label, program, pending=PENDING_TAG in case.tags)
+            found[key] = Subject(label, program, pending=PENDING_TAG in case.tags, key=key)
     return tuple(found.values())
 
 

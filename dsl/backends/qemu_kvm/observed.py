@@ -1,10 +1,12 @@
-"""`svmdsl run --backend qemu-kvm`: what real KVM did for each row — the observables the engine also reports."""
+"""`svmdsl run --backend qemu-kvm`: what real KVM did for each row, and which expectations held."""
 
 from __future__ import annotations
 
 from dsl.backends.qemu_kvm.compare import ComparisonReport, classify, subject_vector
+from dsl.backends.qemu_kvm.expect import hold
 from dsl.backends.qemu_kvm.lower import NotExpressible, injected_event
 from dsl.backends.qemu_kvm.report import Observation
+from dsl.compiler.lowered import Case
 
 
 def render_observations(report: ComparisonReport) -> str:
@@ -35,3 +37,22 @@ def _observables(real: Observation) -> list[str]:
     lines += real.injections
     lines.append(f"stopped: {real.stop} at 0x{real.stop_rip:x}")
     return lines
+
+
+def render_held(report: ComparisonReport, cases: tuple[Case, ...], texts: dict[str, str]) -> tuple[str, bool]:
+    """The observations, then each case's verdict on real KVM; and whether any expectation failed."""
+    lines = [render_observations(report).rstrip("\n"), f"expectations under {report.policy.value}, on real KVM:"]
+    held = hold(cases, report, texts)
+    for case_report in held:
+        case = case_report.case
+        verdict = "FAILED" if case_report.mismatches else "held"
+        unseen = f", {case_report.not_observable} not observable" if case_report.not_observable else ""
+        counts = f"{case_report.checked} checked{unseen}"
+        lines.append(f"  {verdict:<7} {case.loc.file}:{case.loc.line}: {case.display_title} ({counts})")
+        lines += [
+            f"      {m.location}: {m.expectation}: expected {m.expected}, real KVM {m.actual}"
+            for m in case_report.mismatches
+        ]
+    failed = sum(1 for r in held if r.mismatches)
+    lines.append(f"{len(held)} cases run on real KVM: {len(held) - failed} held, {failed} failed")
+    return "\n".join(lines) + "\n", bool(failed)
