@@ -32,6 +32,10 @@ _TRACE_5_10 = (
     "Debian's 5.10.y prints 'kvm_inj_virq: irq 48' (decimal) and 'kvm_inj_exception: #BP (0x0) [reinjected]'; "
     "the engine's kvm-5.19 prints 'irq 0x30' and '#BP'"
 )
+_EX23 = (
+    "on 5.10 (no NRIPS under TCG: the int3_injected skip) the injected #BP is now and then never delivered and the "
+    "next entry is at RIP 0x1000 instead of 0x1003 (1 boot in ~6); not yet explained"
+)
 _UD = "kvm_amd intercepts #UD (init_vmcb) and re-injects it (kvm_inj_exception: #UD); the engine does not trace it"
 _DROP = (
     "svm_inject_irq returns before trace_kvm_inj_virq when the kvm-6.19 opcode check drops the event; "
@@ -46,6 +50,7 @@ class Known(NamedTuple):
     observable: str
     why: str
     policies: tuple[PolicyName, ...] = ()  # empty: under every kernel
+    sometimes: bool = False  # seen in some boots only: tolerated, not required (to be explained)
 
 
 KNOWN = (
@@ -64,6 +69,12 @@ KNOWN = (
     Known("userspace nmi", "vectoring exits (exit code, EXITINTINFO)", _NMI),
     Known("INT 0x80", "injection tracepoints", _DROP, (PolicyName.KVM_6_19,)),
     Known("", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),  # every row: the text differs
+    *(
+        Known(
+            "EX-23: userspace injects #BP where no INT3 is", observable, _EX23, (PolicyName.KVM_5_19,), sometimes=True
+        )
+        for observable in ("outcome", "deliveries (vector, return address)")
+    ),
 )
 
 
@@ -105,6 +116,7 @@ def test_engine_agrees_with_real_kvm_on_every_expressible_row(kernel_spec: str |
         known
         for known in KNOWN
         if (not known.policies or result.policy in known.policies)
+        and not known.sometimes
         and not any(_explains(known, result.policy, label, observable) for label, observable in found)
     ]
     assert not stale, f"these known disagreements no longer occur under {result.policy.value}; remove them: {stale}"
