@@ -37,10 +37,6 @@ _EX23 = (
     "next entry is at RIP 0x1000 instead of 0x1003 (1 boot in ~6); not yet explained"
 )
 _UD = "kvm_amd intercepts #UD (init_vmcb) and re-injects it (kvm_inj_exception: #UD); the engine does not trace it"
-_DROP = (
-    "svm_inject_irq returns before trace_kvm_inj_virq when the kvm-6.19 opcode check drops the event; "
-    "the engine traces Soft/INTn 0x80 [reinjected] anyway"
-)
 
 
 class Known(NamedTuple):
@@ -67,7 +63,6 @@ KNOWN = (
     Known("LOCK INT3", "deliveries (vector, return address)", _LOCK),
     Known("INTO in 64-bit mode", "injection tracepoints", _UD),
     Known("userspace nmi", "vectoring exits (exit code, EXITINTINFO)", _NMI),
-    Known("INT 0x80", "injection tracepoints", _DROP, (PolicyName.KVM_6_19,)),
     Known("", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),  # every row: the text differs
     *(
         Known(

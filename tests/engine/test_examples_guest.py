@@ -175,6 +175,13 @@ def test_ex04_opcode_check_reading_b_drops_int_0x80(policy: PolicyName) -> None:
 
 
 @pytest.mark.parametrize("policy", OPCODE_CHECK)
+def test_ex04_dropped_int_0x80_is_not_traced(policy: PolicyName) -> None:
+    """K-6.0-7, K-6.19-4: svm_inject_irq returns before trace_kvm_inj_virq when the skip fails: no kvm_inj_virq."""
+    result = execute_cut_short(b"\xcd\x80", policy, at=0x3000, mode=CpuMode.PROTECTED_32)
+    assert not [line for line in result.tracepoints if line.startswith("kvm_inj_virq")]
+
+
+@pytest.mark.parametrize("policy", OPCODE_CHECK)
 def test_ex04_opcode_check_reading_a_reinjects_int_0x80(policy: PolicyName) -> None:
     """EX-04, K-6.19-6 reading A: as kvm-6.0, still predicted (the rule is [I])."""
     result = execute_cut_short(

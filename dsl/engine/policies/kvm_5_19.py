@@ -140,8 +140,7 @@ class Kvm519(Policy):
         elif queue.nmi_injected:
             self.inject_nmi(m)
         elif queue.interrupt_injected:
-            self.trace_irq(m, reinjected=True)
-            self.inject_irq(m)
+            self.inject_irq(m)  # traces kvm_inj_virq itself, once it knows the event goes in (K-6.0-7)
         elif queue.exception_pending:
             queue.exception_pending, queue.exception_injected = False, True
             self.trace_exception(m, reinjected=False)
@@ -181,6 +180,7 @@ class Kvm519(Policy):
             m.log(Actor.L0, Action.BUG, "K-5.19-10", "BUG_ON(!gif_set(svm)): kernel BUG at svm.c")
             m.set_anomaly(Outcome.HOST_BUG)
             return
+        self.trace_irq(m, reinjected=True)
         value = events.encode(m.kvm.queue.interrupt_nr, EventType.INTR)
         write_event_inj(m, "K-5.19-10", value, 0, "svm_inject_irq")
 

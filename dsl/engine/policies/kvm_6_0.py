@@ -116,7 +116,10 @@ class Kvm60(Kvm519):
     exception_hook = "svm_queue_exception"
 
     def inject_irq(self, m: Machine) -> None:
-        """svm_inject_irq (K-6.0-7): no BUG_ON; a soft interrupt is injected as SOFT with next_rip."""
+        """svm_inject_irq (K-6.0-7): no BUG_ON; a soft interrupt is injected as SOFT with next_rip.
+
+        The tracepoint follows the skip: a dropped soft interrupt returns before it and is never traced.
+        """
         queue = m.kvm.queue
         event_type = EventType.INTR
         if queue.interrupt_soft:
@@ -124,6 +127,7 @@ class Kvm60(Kvm519):
                 drop(m, "K-6.0-7", f"INT {queue.interrupt_nr:#x}: the skip failed, EVENTINJ not written")
                 return
             event_type = EventType.SOFT
+        self.trace_irq(m, reinjected=True)  # the engine queues interrupts only as interrupt.injected
         write_event_inj(m, "K-6.0-7", events.encode(queue.interrupt_nr, event_type), 0, "svm_inject_irq")
 
     def inject_nmi(self, m: Machine) -> None:
