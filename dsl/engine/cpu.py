@@ -280,8 +280,8 @@ def _raise(
     intercept = _exception_intercept(m, vector, event_type)
     if intercept is not None:
         exit_code = ExitCode.for_exception(vector)
-        if intercept is Level.L0:
-            m.debug_exit_pending = True
+        if intercept is Level.L0 and vector == Vector.BP:
+            m.debug_exit_pending = True  # KVM_SET_GUEST_DEBUG: userspace acts next
         return vmexit(
             m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", f"{Vector(vector).mnemonic} intercepted", next_ip
         )
@@ -308,5 +308,7 @@ def _exception_intercept(m: Machine, vector: int, event_type: EventType) -> Leve
     if m.kvm.guest_mode and nesting is not None and vector in nesting.intercepted_exceptions:
         return Level.L1
     if vector == Vector.BP and m.program.options.guest_debug_sw_bp:
+        return Level.L0
+    if vector in m.exception_intercepts:
         return Level.L0
     return None

@@ -258,6 +258,7 @@ class Machine:
     idt: dict[int, IdtGate]
     breakpoints: dict[int, int]  # linear address → DR slot
     instruction_intercepts: tuple[int, ...] = ()  # the policy's optional instruction intercepts (H-18, XEN-4)
+    exception_intercepts: tuple[int, ...] = ()  # vectors L0 intercepts when a guest instruction raises them
     frames: list[Frame] = attrs.Factory(list)
     armed_faults: list[VectoringFault] = attrs.Factory(list)
     armed_exits: list[int] = attrs.Factory(list)

@@ -18,6 +18,12 @@ _NO_TAGS: Mapping[str, Evidence] = MappingProxyType({})
 #: order of the two deliveries, so the model's sequence is unverified.
 DEFERRED_EXCEPTION_RULE = "K-6.0-30 [U: interleaving]"
 
+#: KVM intercepts #UD for its emulator (kvm_amd init_vmcb; ud_interception → handle_ud, EMULTYPE_TRAP_UD). The
+#: emulator runs only instructions marked EmulateOnUD (none of the engine's #UD instructions), so it queues #UD for
+#: the guest, injected at the next entry. The spec has no rule for it; [V] from real kvm_amd traces (5.10.223 and
+#: 6.1.192 under QEMU, tests/backends): `kvm_inj_exception: #UD` after INTO in 64-bit mode.
+UD_INTERCEPT_RULE = "K-UD (ud_interception)"
+
 #: The specification's rules that are not [V]. Read-only: a policy's own pseudo-rules go in `Policy.evidence`.
 RULE_EVIDENCE: Mapping[str, Evidence] = MappingProxyType(
     {

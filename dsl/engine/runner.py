@@ -109,6 +109,7 @@ def build(program: Program) -> Machine:
         idt={gate.vector: gate for gate in setup.idt},
         breakpoints={},
         instruction_intercepts=POLICIES[program.policy].intercepted_instructions,
+        exception_intercepts=POLICIES[program.policy].intercepted_exceptions(program.options.protection),
     )
     for code in setup.code:
         m.write(code.address, code.data)

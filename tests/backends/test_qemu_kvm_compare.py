@@ -36,7 +36,6 @@ _EX23 = (
     "on 5.10 (no NRIPS under TCG: the int3_injected skip) the injected #BP is now and then never delivered and the "
     "next entry is at RIP 0x1000 instead of 0x1003 (1 boot in ~6); not yet explained"
 )
-_UD = "kvm_amd intercepts #UD (init_vmcb) and re-injects it (kvm_inj_exception: #UD); the engine does not trace it"
 
 
 class Known(NamedTuple):
@@ -61,7 +60,6 @@ KNOWN = (
     ),
     Known("LOCK INT3", "outcome", _LOCK),
     Known("LOCK INT3", "deliveries (vector, return address)", _LOCK),
-    Known("INTO in 64-bit mode", "injection tracepoints", _UD),
     Known("userspace nmi", "vectoring exits (exit code, EXITINTINFO)", _NMI),
     Known("", "injection tracepoints", _TRACE_5_10, (PolicyName.KVM_5_19,)),  # every row: the text differs
     *(

@@ -20,7 +20,7 @@ from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action, Vmcb12Exit
-from dsl.engine.vocab import Actor, Evidence, ExitCode, InjectionSource, PageTable, PolicyName
+from dsl.engine.vocab import Actor, Evidence, ExitCode, InjectionSource, PageTable, PolicyName, Protection
 
 
 @attrs.frozen
@@ -47,6 +47,10 @@ class Policy:
 
     #: Evidence tags of the pseudo-rules only this policy cites ("xen [U]" …); spec rules are tagged in `rules`.
     evidence: ClassVar[Mapping[str, Evidence]] = MappingProxyType({})
+
+    def intercepted_exceptions(self, protection: Protection) -> tuple[int, ...]:
+        """Vectors L0 intercepts when a guest instruction raises them (beyond guest debugging's #BP)."""
+        return ()
 
     def userspace_rule(self, source: InjectionSource) -> str:
         """The rule under which userspace (or a debugger) queues an event for this hypervisor; "" when the

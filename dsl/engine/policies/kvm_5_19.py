@@ -25,7 +25,18 @@ from dsl.engine.policies.base import (
 )
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action, Change
-from dsl.engine.vocab import Actor, CpuMode, EventType, InjectionSource, Outcome, PolicyName, Protection, Vector
+from dsl.engine.rules import UD_INTERCEPT_RULE
+from dsl.engine.vocab import (
+    Actor,
+    CpuMode,
+    EventType,
+    ExitCode,
+    InjectionSource,
+    Outcome,
+    PolicyName,
+    Protection,
+    Vector,
+)
 
 #: #PF error code KVM's decoder raises for a fetch from a non-present page (I/D bit).
 PF_FETCH_ERROR = 0x10
@@ -44,6 +55,20 @@ class Kvm519(Policy):
         """L1 sees NRIPS only if the effective `nrips` is 1 and L1's CPUID has the bit (K-5.19-3)."""
         nesting = m.program.setup.nesting
         return m.kvm.nrips and nesting is not None and nesting.l1_nrips
+
+    def intercepted_exceptions(self, protection: Protection) -> tuple[int, ...]:
+        """#UD, for the emulator (UD_INTERCEPT_RULE); not for SEV guests, whose code KVM cannot decode
+        (sev_init_vmcb clears the intercept)."""
+        return (Vector.UD,) if protection is Protection.NONE else ()
+
+    def handle_exit(self, m: Machine, exit_: Exit) -> None:
+        """ud_interception: the emulator declines the instruction and queues #UD for the guest (UD_INTERCEPT_RULE)."""
+        super().handle_exit(m, exit_)
+        if exit_.code != ExitCode.EXCP_UD:
+            return
+        queue = m.kvm.queue
+        queue.exception_pending, queue.exception_vector, queue.exception_error = True, Vector.UD, None
+        m.log(Actor.L0, Action.QUEUE, UD_INTERCEPT_RULE, "#UD intercepted: the emulator declines it, #UD queued")
 
     def userspace_rule(self, source: InjectionSource) -> str:
         """KVM_SET_VCPU_EVENTS fills the queue (K-5.19-19); KVM_SET_GUEST_DEBUG's #BP intercept (K-5.19-20)."""
