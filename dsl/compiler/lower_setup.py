@@ -291,7 +291,6 @@ def lower_step(ctx: Context, step: ast.Step, configured: Configured) -> engine.S
 
 
 def _inject(ctx: Context, step: ast.InjectStep, configured: Configured) -> engine.Step:
-    number, kind = event_of(ctx, step.event)
     allowed = INJECT_FIELDS[step.source.value]
     for field in step.fields:
         if field.field.text not in allowed:
@@ -299,18 +298,28 @@ def _inject(ctx: Context, step: ast.InjectStep, configured: Configured) -> engin
     fields = {f.field.text: f.value for f in step.fields}
     error_code = fields.get("error_code")
     if step.source is not InjectionSource.L1:
+        number, kind = event_of(ctx, step.event)
         return engine.Inject(step.source, engine.Event(number, kind, error_code))
     vmcb12 = configured.vmcb12
-    encoded = EVENT_VALID | (kind.value << EVENT_TYPE_SHIFT) | number
-    if error_code is not None:
-        encoded |= EVENT_ERROR_VALID
     return engine.L1Vmrun(
-        event_inj=encoded,
+        event_inj=_l1_event_inj(ctx, step.event, error_code),
         event_inj_err=error_code if error_code is not None else vmcb12.get("event_inj_err", 0),
         rip=fields.get("rip", vmcb12.get("rip")),
         next_rip=fields.get("next_rip", vmcb12.get("next_rip", 0)),
         cs_base=fields.get("cs_base", vmcb12.get("cs_base")),
     )
+
+
+def _l1_event_inj(ctx: Context, spec: ast.EventSpec, error_code: int | None) -> int:
+    """vmcb12 EVENTINJ as L1 writes it. A raw event goes through as written, reserved type and all: L1 may write
+    any 32 bits, and the engine models the VMRUN that fails on them (H-8, K-7.1-6)."""
+    if spec.kind is ast.EventKind.RAW:
+        return spec.raw or 0
+    number, kind = event_of(ctx, spec)
+    encoded = EVENT_VALID | (kind.value << EVENT_TYPE_SHIFT) | number
+    if error_code is not None:
+        encoded |= EVENT_ERROR_VALID
+    return encoded
 
 
 def l1_vmrun_from_vmcb12(configured: Configured) -> engine.L1Vmrun:

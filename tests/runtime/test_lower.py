@@ -150,6 +150,34 @@ scenario "L1 injects #BP":
     assert program.steps[0] == engine.L1Vmrun(event_inj=0x80000303, rip=0x4000, next_rip=0x4001)
 
 
+RAW_FROM_L1 = """\
+scenario "L1 writes a raw EVENTINJ":
+  source "H-8; K-7.1-6"
+  policies kvm-7.1
+  l1 with nrips
+  rip 0x5000
+  code at 0x5000: nop
+  inject event {raw} from L1 with rip=0x5000
+  run
+"""
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        0x80000503,  # reserved type 5: the VMRUN fails (H-8)
+        0x80000703,  # reserved type 7
+        0x00000303,  # V = 0: no event at all, not a valid #BP
+        0x80000B0E,  # #PF with EV set, as written
+    ],
+)
+def test_a_raw_event_from_l1_reaches_vmcb12_eventinj_as_written(raw: int) -> None:
+    """H-8, K-7.1-6: L1 may write any 32 bits into vmcb12 EVENTINJ; the engine decides what the VMRUN makes of them."""
+    lowered = lower_file(RAW_FROM_L1.format(raw=f"{raw:#010x}"), "raw.svm")
+    (vmrun,) = [s for s in lowered.cases[0].program.steps if isinstance(s, engine.L1Vmrun)]
+    assert vmrun.event_inj == raw
+
+
 def test_userspace_injection_and_page_steps() -> None:
     text = """\
 scenario "userspace #BP":

@@ -160,3 +160,28 @@ def test_a_defect_while_lowering_costs_one_file_not_the_run(tmp_path: Path, monk
     assert loaded.error is not None
     assert "internal error while reading this file: KeyError" in loaded.error.render()
     clear_cache()
+
+
+def test_a_reserved_event_type_from_l1_fails_the_vmrun_end_to_end(tmp_path: Path) -> None:
+    """H-8, K-7.1-6: L1 injects a valid event of reserved type 5; the nested VMRUN fails with VMEXIT_INVALID.
+
+    kvm-7.1 refuses it itself and L1 sees exit code -1 in vmcb12; the CPU refuses it (H-8) either way.
+    """
+    scenario = tmp_path / "reserved.svm"
+    scenario.write_text(
+        'scenario "L1 injects a reserved type":\n'
+        '  source "H-8; K-7.1-6"\n'
+        "  policies kvm-7.1, architectural\n"
+        "  l1 with nrips\n"
+        "  rip 0x5000\n"
+        "  code at 0x5000: nop\n"
+        "  inject event 0x80000503 from L1 with rip=0x5000\n"
+        "  run\n"
+        "  expect vmexit invalid\n"
+        "  expect delivery_count == 0\n"
+        "  under kvm-7.1: expect vmcb12_exit_code == -1\n"
+    )
+    for policy in ("kvm-7.1", "architectural"):
+        result = run_case(scenario, "L1 injects a reserved type", policy)
+        assert result.verdict is Verdict.HELD, result.explain()
+        assert result.outcome == "vmexit_invalid"
