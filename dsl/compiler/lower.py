@@ -138,24 +138,29 @@ def arm_before_execute(steps: list[engine.Step]) -> list[engine.Step]:
 
 
 def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
-    """`guest executes int3` as the first execute step places the instruction at RIP, or checks it is there."""
+    """`guest executes int3` as the first execute step places the instruction at RIP, or checks it is there.
+
+    RIP may lie anywhere inside a `code at` block (after a `nop`, say): the bytes there are the instruction, and
+    a block of its own would overlap it (the checker refuses overlapping blocks).
+    """
     first = next((s for s in scenario.steps if isinstance(s, ast.ExecuteStep)), None)
     if first is None or first.instruction is None:
         return configured
     setup = configured.setup
     address = linear(setup, setup.rip)
     wanted = code_bytes(ctx, first.instruction, address, setup.mode)
-    for placed in setup.code:
-        if placed.address == address:
-            if placed.data[: len(wanted)] != wanted:
-                raise ctx.error(
-                    first.instruction.loc,
-                    f"the code at {address:#x} is {placed.data.hex(' ')}, not this instruction ({wanted.hex(' ')})",
-                    expected="the instruction that `code at` placed at RIP",
-                )
-            return configured
-    code = (*setup.code, engine.CodeBytes(address, wanted))
-    return attrs.evolve(configured, setup=attrs.evolve(setup, code=code))
+    holder = next((c for c in setup.code if c.address <= address < c.address + len(c.data)), None)
+    if holder is None:
+        code = (*setup.code, engine.CodeBytes(address, wanted))
+        return attrs.evolve(configured, setup=attrs.evolve(setup, code=code))
+    at_rip = holder.data[address - holder.address :][: len(wanted)]
+    if at_rip != wanted:
+        raise ctx.error(
+            first.instruction.loc,
+            f"the code at {address:#x} is {at_rip.hex(' ')}, not this instruction ({wanted.hex(' ')})",
+            expected="the instruction that `code at` placed at RIP",
+        )
+    return configured
 
 
 def _with_l1_exit_intercepts(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from dsl.compiler.lower import Comparison, Probe, lower_file
+from dsl.compiler.lower import Comparison, Probe, lower_file, lower_svm
 from dsl.engine import program as engine
 from dsl.engine.vocab import (
     CpuMode,
@@ -24,6 +24,7 @@ from dsl.engine.vocab import (
     Vector,
 )
 from dsl.errors import SvmError
+from dsl.syntax.parse import parse_text
 
 EX_01 = """\
 background:
@@ -215,6 +216,40 @@ scenario "mismatch":
         lower_file(text, "mismatch.svm")
     assert raised.value.loc.line == 5
     assert "guest executes int3" in raised.value.render()
+
+
+INSIDE_A_BLOCK = """\
+scenario "RIP inside a longer code at":
+  source "test"
+  policies kvm-6.0
+  rip 0x1001
+  code at 0x1000: {code}
+  guest executes int3
+"""
+
+
+def test_rip_inside_a_longer_code_block_uses_the_bytes_already_there() -> None:
+    """The instruction at RIP comes from the `code at` block that covers it: no second, overlapping block."""
+    program = lower_file(INSIDE_A_BLOCK.format(code="bytes 90 cc 90"), "inside.svm").cases[0].program
+    assert program.setup.code == (engine.CodeBytes(0x1000, b"\x90\xcc\x90"),)
+
+
+@pytest.mark.parametrize(
+    ("code", "executed", "message"),
+    [
+        ("bytes 90 f4 90", "int3", "the code at 0x1001 is f4, not this instruction (cc)"),
+        ("bytes 90 cd", "int 0x80", "the code at 0x1001 is cd, not this instruction (cd 80)"),  # runs past the end
+    ],
+)
+def test_rip_inside_a_longer_code_block_with_other_bytes_is_an_error_naming_them(
+    code: str, executed: str, message: str
+) -> None:
+    """Lowering's own check (the checker reports the same first): the bytes at RIP, not at the block's start."""
+    text = INSIDE_A_BLOCK.format(code=code).replace("guest executes int3", f"guest executes {executed}")
+    with pytest.raises(SvmError) as raised:
+        lower_svm(parse_text(text, "inside.svm"), text)
+    assert raised.value.loc.line == 6
+    assert message in raised.value.render()
 
 
 def test_problems_are_reported_for_every_scenario_not_only_the_first() -> None:
