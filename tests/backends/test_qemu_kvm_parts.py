@@ -250,3 +250,17 @@ def test_vmcb_fields_at_vmrun_are_not_observable_on_real_kvm() -> None:
 
 def _check(target: Observable) -> Check:
     return Check(Loc("x.svm", 1, 1), "expect", target, CheckComparison.EQ, 0)
+
+
+def test_a_dead_boot_names_the_kernel_panic_ahead_of_the_last_console_lines() -> None:
+    """A guest that died in early boot is reported with the line that says why, not only its last lines."""
+    console = "\n".join(
+        [
+            "[    0.020000] ..TIMER: vector=0x30 apic1=0 pin1=2 apic2=-1 pin2=-1",
+            "[    0.024000] Kernel panic - not syncing: IO-APIC + timer doesn't work!",
+            *(f"[    0.024000]  frame {n}" for n in range(8)),
+        ]
+    )
+    said = boot._diagnosis(console)
+    assert said.startswith("[    0.024000] Kernel panic - not syncing: IO-APIC + timer doesn't work!")
+    assert said.endswith("frame 7")
