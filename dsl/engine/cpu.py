@@ -8,7 +8,7 @@ calls the hypervisor: it returns an `Exit` and the run loop hands it to the poli
 from __future__ import annotations
 
 from dsl.engine import events
-from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
+from dsl.engine.decode import LEGACY_PREFIXES, LOCK_PREFIX, MAX_INSN_LENGTH, OPCODE_INT3, InsnKind, cpu_decode
 from dsl.engine.delivery import deliver, iret
 from dsl.engine.exits import Exit, profile_of, vmexit
 from dsl.engine.machine import (
@@ -19,7 +19,7 @@ from dsl.engine.machine import (
     Machine,
     Subject,
 )
-from dsl.engine.profiles import Profile
+from dsl.engine.profiles import DR7_NOT_ARMED_RULE, ICEBP_COMPILED_OUT_RULE, LOCK_INT3_RULE, Profile
 from dsl.engine.result import RFLAGS_RF, Action
 from dsl.engine.vocab import (
     Actor,
@@ -189,14 +189,16 @@ def execute(m: Machine) -> Exit | None:
         fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
         return deliver(m, fault._replace(maps_page=guest_page))
     if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
-        return _code_breakpoint(m, rip, linear)
+        if profile_of(m).arms_dr7_breakpoints:
+            return _code_breakpoint(m, rip, linear)
+        m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {linear:#x} not armed by VMRUN")
     m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({code[: insn.length].hex(' ')})")
     next_ip = rip + insn.length
     if m.mode.bitness == 16 and next_ip > MASK_16:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
         m.set_anomaly(Outcome.UNSPECIFIED)
     next_ip &= m.rip_mask()
-    kind = insn.kind
+    kind = _tcg_kind(m, insn.kind, code[: insn.length])
     if kind in _INTERCEPT_EXIT:
         exit_code = _INTERCEPT_EXIT[kind]
         return vmexit(
@@ -221,6 +223,24 @@ def execute(m: Machine) -> Exit | None:
         vector, event_type, dpl = _EVENT_OF[kind]
         return _raise(m, rip, next_ip, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
     return _complete(m, insn.kind, next_ip, insn.branch_target)
+
+
+def _tcg_kind(m: Machine, kind: InsnKind, code: bytes) -> InsnKind:
+    """What QEMU's TCG makes of ICEBP (Q-10) and LOCK INT3 (Q-11); every other CPU model executes `kind`."""
+    profile = profile_of(m)
+    if kind is InsnKind.ICEBP and profile.icebp_raises_ud:
+        m.log(Actor.CPU, Action.NOTE, ICEBP_COMPILED_OUT_RULE, "TCG compiles ICEBP out: F1 raises #UD")
+        return InsnKind.UD
+    if kind is InsnKind.UD and profile.lock_int3_is_int3 and _is_lock_int3(code):
+        m.log(Actor.CPU, Action.NOTE, LOCK_INT3_RULE, "TCG ignores LOCK on INT3: #BP after the instruction")
+        return InsnKind.INT3
+    return kind
+
+
+def _is_lock_int3(code: bytes) -> bool:
+    """Legacy prefixes, one of them LOCK, then `CC`."""
+    prefixes, final = code[:-1], code[-1:]
+    return final == bytes((OPCODE_INT3,)) and LOCK_PREFIX in prefixes and all(b in LEGACY_PREFIXES for b in prefixes)
 
 
 def _complete(m: Machine, kind: InsnKind, next_ip: int, target: int | None) -> Exit | None:

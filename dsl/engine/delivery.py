@@ -73,11 +73,16 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
             info = events.encode(
                 reported.vector, profile.reported_type(reported.type, reported.from_instruction), reported.error_code
             )
+            copied = profile.copies_event_slot and events.is_valid(m.qemu_event_slot) and m.qemu_event_slot != info
+            if copied:
+                info = m.qemu_event_slot  # EVENTINJ as written, e.g. KVM's NMI with vector 0
             m.vmcb.rip = ev.start_rip
             m.vmcb.rflags &= ~RFLAGS_RF  # H-15 leaves RF open [U]; cleared so a retried INT3 re-arms DR7 (H-37)
             rule = "Q-5" if profile.keeps_first_event and reported is not ev else "H-14"
             if profile.reported_type(reported.type, reported.from_instruction) is not reported.type:
                 rule = "Q-4"
+            if copied:
+                rule = "Q-8"
             return vmexit(
                 m,
                 Exit(

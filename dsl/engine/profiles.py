@@ -41,13 +41,24 @@ HARDWARE_EXCEPTION_VECTORS: tuple[int, ...] = (
     30,
 )
 
+#: QEMU TCG facts this project's real-KVM backend observed on QEMU 7.2 (tests/backends), numbered after the spec's
+#: Q-1 … Q-9. [V] as observed; the QEMU source lines named are where the behaviour comes from.
+#: Q-10 (observed): ICEBP is compiled out (target/i386/tcg/translate.c, `#ifdef WANT_ICEBP`): `F1` raises #UD, and
+#: the SVM ICEBP intercept is never checked.
+ICEBP_COMPILED_OUT_RULE = "Q-10"
+#: Q-11 (observed): TCG ignores LOCK on INT3: `F0 CC` is delivered as #BP after the whole instruction, not #UD (H-28).
+LOCK_INT3_RULE = "Q-11"
+#: Q-12 (observed): VMRUN loads the guest's DR7 but TCG arms no breakpoint from it (it arms them on a guest MOV to
+#: DR7 only), so DR7 instruction breakpoints set before the entry never fire (H-37 does not apply).
+DR7_NOT_ARMED_RULE = "Q-12"
+
 MASK_32 = 0xFFFF_FFFF
 MASK_16 = 0xFFFF
 
 
 @attrs.frozen
 class Profile:
-    """One CPU model. Behaviour differs only through these fields (H-6, H-12, Q-1 … Q-8)."""
+    """One CPU model. Behaviour differs only through these fields (H-6, H-12, Q-1 … Q-12)."""
 
     name: HardwareProfile
     nrips: bool  # saves next_rip on the H-12 exits and pushes it for injected soft events (H-6)
@@ -55,6 +66,9 @@ class Profile:
     keeps_first_event: bool = False  # QEMU: EXITINTINFO holds the first event of a chain (Q-5)
     copies_event_slot: bool = False  # QEMU: EXITINTINFO copied from the EVENTINJ slot, stale bits (Q-6, Q-8)
     type3_dpl_check: bool = True  # QEMU delivers injected type 3 fault-style with no DPL check (Q-2)
+    icebp_raises_ud: bool = False  # QEMU: ICEBP compiled out (Q-10)
+    lock_int3_is_int3: bool = False  # QEMU: LOCK ignored on INT3 (Q-11)
+    arms_dr7_breakpoints: bool = True  # QEMU: VMRUN arms no DR7 breakpoint (Q-12)
 
     def saves_next_rip(self, exit_code: int) -> bool:
         """Whether this exit writes next_rip (H-12); False means the CPU clears it (NRIPS) or never writes it."""
@@ -117,5 +131,8 @@ PROFILES: dict[HardwareProfile, Profile] = {
         keeps_first_event=True,
         copies_event_slot=True,
         type3_dpl_check=False,
+        icebp_raises_ud=True,
+        lock_int3_is_int3=True,
+        arms_dr7_breakpoints=False,
     ),
 }

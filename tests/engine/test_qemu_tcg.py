@@ -1,8 +1,9 @@
-"""QEMU TCG's software AMD-V, rules Q-1 … Q-9 (hardware.md § 12), checked through the qemu-tcg profile."""
+"""QEMU TCG's software AMD-V through the qemu-tcg profile: Q-1 … Q-9 (hardware.md § 12), Q-10 … Q-12 (observed)."""
 
 from __future__ import annotations
 
 from dsl.engine import (
+    CodeBreakpoint,
     CodeBytes,
     Event,
     Execute,
@@ -99,3 +100,44 @@ def test_q9_only_no_nrips_paths_run_on_qemu() -> None:
     assert any(t.rule == "K-6.0-11" for t in result.trace)
     assert obs(result, "return_rip") == 0x1002
     _ = (InjectionSource, Inject)
+
+
+# -- observed on QEMU 7.2 by the real-KVM backend (Q-10 … Q-12, profiles.py) ---------------------------------------
+
+
+def test_q10_icebp_is_compiled_out_and_raises_ud() -> None:
+    """Q-10: `F1` raises #UD at the ICEBP under TCG; KVM intercepts it and injects #UD (K-UD)."""
+    result = guest(b"\xf1", (Execute(), Execute()))
+    assert result.exits[0].exit_code == ExitCode.EXCP_UD
+    assert (result.deliveries[0].vector, result.deliveries[0].return_rip) == (Vector.UD, 0x1000)
+
+
+def test_q10_icebp_on_hardware_raises_db() -> None:
+    """H-24: on an AMD CPU `F1` raises #DB as a trap (the contrast to Q-10)."""
+    result = guest(b"\xf1", (Execute(),), profile=HardwareProfile.AMD_NRIPS)
+    assert (result.deliveries[0].vector, result.deliveries[0].return_rip) == (Vector.DB, 0x1001)
+
+
+def test_q11_lock_int3_is_delivered_as_bp() -> None:
+    """Q-11: TCG ignores LOCK on INT3: #BP with the return address after both bytes (hardware: #UD, H-28)."""
+    result = guest(b"\xf0\xcc", (Execute(),))
+    assert (result.deliveries[0].vector, result.deliveries[0].return_rip) == (Vector.BP, 0x1002)
+    hardware = guest(b"\xf0\xcc", (Execute(), Execute()), profile=HardwareProfile.AMD_NRIPS)
+    assert hardware.deliveries[0].vector == Vector.UD
+
+
+def test_q8_injected_nmi_cut_short_reports_eventinj_as_written() -> None:
+    """Q-8, K-6.0-8: KVM writes the NMI with vector 0 (0x80000200); TCG copies it into EXITINTINFO unchanged."""
+    result = inject(Event(Vector.NMI, EventType.NMI), KVM_6_0, profile=QEMU, after=(cut_short(FaultKind.NPF),))
+    assert obs(result, "exit_int_info") == 0x80000200
+    hardware = inject(Event(Vector.NMI, EventType.NMI), KVM_6_0, after=(cut_short(FaultKind.NPF),))
+    assert obs(hardware, "exit_int_info") == 0x80000202
+
+
+def test_q12_vmrun_arms_no_dr7_breakpoint() -> None:
+    """Q-12: a DR7 instruction breakpoint on the INT3 never fires under TCG; on hardware it faults first (H-37)."""
+    setup = Setup(code=(CodeBytes(0x1000, INT3),), breakpoints=(CodeBreakpoint(0, 0x1000),))
+    on_qemu = run(Program(setup, (Execute(),), QEMU, KVM_6_0))
+    on_amd = run(Program(setup, (Execute(),), HardwareProfile.AMD_NRIPS, KVM_6_0))
+    assert on_qemu.deliveries[0].vector == Vector.BP
+    assert on_amd.deliveries[0].vector == Vector.DB

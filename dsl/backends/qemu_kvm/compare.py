@@ -31,6 +31,8 @@ EVENT_TYPE_MASK = 0x700
 EVENT_TYPE_NMI = 0x200
 #: The tag KVM appends to kvm_inj_* when it re-injects an event from EXITINTINFO (K-6.0-18).
 REINJECTED = "[reinjected]"
+#: How the engine's Result.notes start when a run stopped at its bound (dsl/engine/runner.py).
+ENGINE_BOUND_NOTE = "run stopped"
 
 
 @attrs.frozen
@@ -135,15 +137,20 @@ def disagreements(program: Program, real: report.Observation) -> tuple[Disagreem
         return (Disagreement("engine", f"error: {problem}", "ran"),)
     injected = injected_event(program) is not None
     subject = subject_vector(program)
-    engine_deliveries = result.deliveries
+    engine_deliveries, real_deliveries = result.deliveries, real.deliveries
     if real.stop == report.STOP_AT_LIMIT:
-        engine_deliveries = engine_deliveries[: len(real.deliveries)]  # both sides cut a loop at their own bound
+        # Both sides cut a loop at their own bound: compare what both saw (the engine's bound counts entries, and
+        # a loop of injected events, e.g. KVM's #UD, costs one entry per delivery).
+        shown = len(real_deliveries)
+        if any(note.startswith(ENGINE_BOUND_NOTE) for note in result.notes):
+            shown = min(shown, len(engine_deliveries))
+        engine_deliveries, real_deliveries = engine_deliveries[:shown], real_deliveries[:shown]
     pairs = [
         ("outcome", _engine_outcome(result, injected=injected), classify(real, subject, injected=injected)),
         (
             "deliveries (vector, return address)",
             _listing((d.vector, d.return_rip) for d in engine_deliveries),
-            _real_deliveries(real),
+            _listing((d.vector, d.return_rip) for d in real_deliveries),
         ),
         ("vectoring exits (exit code, EXITINTINFO)", _engine_exits(result), _real_exits(real)),
         ("RIP at the VMRUN after the first vectoring exit", _engine_reentry(result), _real_reentry(real)),
@@ -215,10 +222,6 @@ def _engine_outcome(result: Result, *, injected: bool) -> str:
     return str(result.outcome.value)
 
 
-def _real_deliveries(real: report.Observation) -> str:
-    return _listing((d.vector, d.return_rip) for d in real.deliveries)
-
-
 def _engine_exits(result: Result) -> str:
     valid = (e for e in result.exits if e.exit_int_info & EVENT_VALID and not e.cancelled)
     return _listing((e.exit_code, e.exit_int_info) for e in valid)
@@ -233,7 +236,12 @@ def _real_exits(real: report.Observation) -> str:
 
 
 def _engine_reentry(result: Result) -> str:
-    after = [vmrun.rip for vmrun in result.vmruns if vmrun.exits_before > 0]
+    """As real KVM's trace is read: the first entry after the first exit with a valid EXITINTINFO (other exits, e.g.
+    KVM's #UD intercept, come before it)."""
+    vectoring = [index for index, e in enumerate(result.exits) if e.exit_int_info & EVENT_VALID and not e.cancelled]
+    if not vectoring:
+        return "-"
+    after = [vmrun.rip for vmrun in result.vmruns if vmrun.exits_before > vectoring[0]]
     return f"0x{after[0]:x}" if after else "-"
 
 
