@@ -11,19 +11,11 @@ from dsl.engine.result import Observed
 from dsl.engine.vocab import EventType, Evidence, Observable, Outcome, Pick, PolicyName, Vector
 from dsl.errors import Loc
 from dsl.syntax import ast
-from dsl.syntax.vocabulary import EXIT_REASONS
+from dsl.syntax.vocabulary import DELIVERED_TYPES, EXIT_CODE_OBSERVABLES, EXIT_REASONS, VECTOR_OBSERVABLES
 
-#: Observables whose value is a vector: a name (`#BP`) on the right-hand side means that vector.
-VECTOR_OBSERVABLES: tuple[Observable, ...] = (Observable.DELIVERED, Observable.PENDING_EXCEPTION)
-#: Observables whose value is an exit code: a reason word (`npf`, `hlt`) means that code.
-EXIT_CODE_OBSERVABLES: tuple[Observable, ...] = (Observable.EXIT_CODE, Observable.VMCB12_EXIT_CODE)
-#: How a delivered event's type is named on the right-hand side (`expect delivered_type == soft`).
-EVENT_TYPE_WORDS: dict[str, EventType] = {
-    "intr": EventType.INTR,
-    "nmi": EventType.NMI,
-    "exception": EventType.EXCEPTION,
-    "soft": EventType.SOFT,
-}
+#: The language's words for a delivered event's type (`expect delivered_type == soft`), each the EventType named
+#: alike; derived, so the language's vocabulary stays the one list of words.
+EVENT_TYPE_WORDS: dict[str, EventType] = {word: EventType[word.upper()] for word in DELIVERED_TYPES}
 _NONE_WORD = "none"
 _COMPARISONS = {
     ast.Comparison.EQ: Comparison.EQ,
@@ -116,10 +108,10 @@ def _typed(ctx: Context, observable: Observable, value: ast.ExpectedValue) -> Ob
         if word not in EVENT_TYPE_WORDS:
             raise ctx.error(value.loc, f"unknown event type {word!r}", expected=", ".join(EVENT_TYPE_WORDS))
         return EVENT_TYPE_WORDS[word]
-    if observable in VECTOR_OBSERVABLES:
+    if observable.value in VECTOR_OBSERVABLES:
         number = vector(ctx, value, value.loc)
         return Vector(number) if number in Vector._value2member_map_ else number
-    if observable in EXIT_CODE_OBSERVABLES and word.lower() in EXIT_REASONS:
+    if observable.value in EXIT_CODE_OBSERVABLES and word.lower() in EXIT_REASONS:
         return int(EXIT_REASONS[word.lower()])
     choices = [_NONE_WORD]
     raise ctx.error(

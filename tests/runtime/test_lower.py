@@ -24,6 +24,7 @@ from dsl.engine.vocab import (
     Vector,
 )
 from dsl.errors import SvmError
+from dsl.syntax import vocabulary
 from dsl.syntax.parse import parse_text
 
 EX_01 = """\
@@ -109,6 +110,37 @@ scenario "raw":
         (Observable.TRACEPOINTS, Comparison.CONTAINS, "kvm_inj_exception", Pick.FOCUS),
     ]
     assert [c.text for c in checks[:2]] == ["expect exit_code[last] != hlt", "expect delivered == #BP"]
+
+
+WORDS = """\
+scenario "words":
+  source "test"
+  policies kvm-6.0
+  guest executes
+  run
+  expect {observable} == {word}
+"""
+
+
+def _lowered_value(observable: str, word: str) -> object:
+    (check,) = lower_file(WORDS.format(observable=observable, word=word), "words.svm").cases[0].checks
+    return check.expected
+
+
+@pytest.mark.parametrize("word", vocabulary.DELIVERED_TYPES)
+def test_every_delivered_type_word_of_the_language_lowers_to_its_event_type(word: str) -> None:
+    """The language's list of type words is the one the lowering reads (`expect delivered_type == soft`)."""
+    assert _lowered_value("delivered_type", word) is EventType[word.upper()]
+
+
+@pytest.mark.parametrize("observable", vocabulary.VECTOR_OBSERVABLES)
+def test_every_vector_observable_of_the_language_reads_a_vector_name(observable: str) -> None:
+    assert _lowered_value(observable, "#PF") is Vector.PF
+
+
+@pytest.mark.parametrize("observable", vocabulary.EXIT_CODE_OBSERVABLES)
+def test_every_exit_code_observable_of_the_language_reads_an_exit_word(observable: str) -> None:
+    assert _lowered_value(observable, "npf") == ExitCode.NPF
 
 
 def test_outline_rows_become_numbered_cases_located_at_their_row() -> None:
