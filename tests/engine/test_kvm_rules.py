@@ -141,8 +141,13 @@ def test_k_5_19_15_intr_requeued_not_soft(policy: PolicyName) -> None:
 
 
 def test_k_5_19_25_tracepoints_have_no_reinjected_flag() -> None:
-    """K-5.19-25: `kvm_inj_exception: #BP` without " [reinjected]"."""
-    assert inject(BP, KVM_5_19).tracepoints == ("kvm_inj_exception: #BP",)
+    """K-5.19-25: `kvm_inj_exception: #BP (0x0)` without " [reinjected]" (the error code printed as 0 when none)."""
+    assert inject(BP, KVM_5_19).tracepoints == ("kvm_inj_exception: #BP (0x0)",)
+
+
+def test_k_5_19_25_interrupt_number_in_decimal() -> None:
+    """K-5.19-25: `kvm_inj_virq(nr)` prints "irq %u" (hex with a kind only from 2d61391270a3, K-6.0-18)."""
+    assert inject(Event(0x30, EventType.INTR), KVM_5_19).tracepoints == ("kvm_inj_virq: irq 48",)
 
 
 def test_k_6_0_1_each_policy_is_the_previous_plus_its_changes() -> None:

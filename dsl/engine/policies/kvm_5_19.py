@@ -175,13 +175,18 @@ class Kvm519(Policy):
             self.inject_nmi(m)
 
     def trace_exception(self, m: Machine, reinjected: bool) -> None:
-        """kvm_inj_exception, without a re-injection flag in kvm-5.19 (K-5.19-25)."""
-        vector = m.kvm.queue.exception_vector
-        name = events.VECTOR_NAMES[vector]
-        m.tracepoints.append(f"kvm_inj_exception: {name}")
+        """kvm_inj_exception (vector, error code), without a re-injection flag in kvm-5.19 (K-5.19-25).
+
+        TP_printk("%s (0x%x)"): the error code is printed even when there is none, as 0 (printed only if valid
+        from 21d4c575eb4a, K-6.0-18); real 5.10.223 prints `#BP (0x0)`.
+        """
+        queue = m.kvm.queue
+        name = events.VECTOR_NAMES[queue.exception_vector]
+        m.tracepoints.append(f"kvm_inj_exception: {name} ({queue.exception_error or 0:#x})")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:
-        m.tracepoints.append(f"kvm_inj_virq: irq {m.kvm.queue.interrupt_nr:#x}")
+        """kvm_inj_virq(nr), TP_printk("irq %u"): decimal until 2d61391270a3 (K-6.0-18); 5.10.223 prints `irq 48`."""
+        m.tracepoints.append(f"kvm_inj_virq: irq {m.kvm.queue.interrupt_nr}")
 
     def queue_exception(self, m: Machine) -> None:
         """svm_queue_exception (K-5.19-8): only #BP with nrips=0 advances RIP (int3_injected)."""
