@@ -56,7 +56,7 @@ def test_architectural_delivers_ud_without_an_exit() -> None:
 
 
 def test_sev_guest_ud_is_not_intercepted() -> None:
-    """sev_init_vmcb clears the #UD intercept: KVM cannot decode an SEV guest's code, so the CPU delivers it."""
+    """init_vmcb (later sev_init_vmcb) clears the #UD intercept for SEV guests, whose code KVM cannot decode."""
     result = _executes(INTO, PolicyName.KVM_6_19, protection=Protection.SEV)
     assert not result.exits
     assert UD_INTERCEPT_RULE not in result.outcome_rules

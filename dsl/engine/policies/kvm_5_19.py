@@ -58,7 +58,7 @@ class Kvm519(Policy):
 
     def intercepted_exceptions(self, protection: Protection) -> tuple[int, ...]:
         """#UD, for the emulator (UD_INTERCEPT_RULE); not for SEV guests, whose code KVM cannot decode
-        (sev_init_vmcb clears the intercept)."""
+        (init_vmcb clears it for them; sev_init_vmcb in later trees)."""
         return (Vector.UD,) if protection is Protection.NONE else ()
 
     def handle_exit(self, m: Machine, exit_: Exit) -> None:
