@@ -32,7 +32,19 @@ def lower_file(text: str, file: str) -> LoweredFile:
     """
     svm = parse_text(text, file)
     warnings = check_file(svm)
-    return attrs.evolve(lower_svm(svm, text), warnings=warnings)
+    return attrs.evolve(lower_svm(svm, text), warnings=warnings, includes=included_paths(svm))
+
+
+def included_paths(svm: ast.SvmFile) -> tuple[str, ...]:
+    """The paths of the files `svm` includes, directly or through other includes, in first-include order."""
+    paths: list[str] = []
+    pending = [svm]
+    while pending:
+        for include in pending.pop(0).includes:
+            if include.file is not None and include.file.path not in paths:
+                paths.append(include.file.path)
+                pending.append(include.file)
+    return tuple(paths)
 
 
 def lower_svm(svm: ast.SvmFile, text: str) -> LoweredFile:

@@ -100,6 +100,7 @@ class LoweredFile:
     file: str
     scenarios: tuple[LoweredScenario, ...] = attrs.field(converter=_scenarios)
     warnings: tuple[Diagnostic, ...] = ()  # the checker's warnings (errors stop lowering)
+    includes: tuple[str, ...] = attrs.field(default=(), converter=_strings)  # included files, transitively
 
     @property
     def cases(self) -> tuple[Case, ...]:

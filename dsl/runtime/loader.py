@@ -16,6 +16,7 @@ import attrs
 from dsl.compiler.lower import Case, LoweredFile, lower_file
 from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError
+from dsl.runtime import disk_cache
 
 #: Set to any value to let internal errors raise with their traceback.
 DEBUG_VARIABLE = "SVMDSL_DEBUG"
@@ -66,11 +67,13 @@ def display_path(path: Path) -> str:
         return absolute.as_posix()
 
 
-def load(path: Path | str) -> LoadedFile:
+def load(path: Path | str, *, disk: Path | None = None) -> LoadedFile:
     """The lowered file at `path` (cached while its size and mtime, or else its content, are unchanged).
 
     Never raises for bad input: a file that cannot be read, parsed, checked or lowered comes back with `error`.
     Files it includes are read again only when the including file changes (one process sees one library).
+    With `disk`, a file not yet loaded in this process is first looked up in that `dsl.runtime.disk_cache`
+    folder, and stored there once lowered.
     """
     path = Path(path)
     key = _resolved(path if path.is_absolute() else Path.cwd() / path)
@@ -90,12 +93,12 @@ def load(path: Path | str) -> LoadedFile:
     if cached is not None and cached[1].digest == digest:
         _CACHE[key] = (stamp, cached[1])
         return cached[1]
-    loaded = _compile(path, data, digest)
+    loaded = _compile(path, data, digest, disk)
     _CACHE[key] = (stamp, loaded)
     return loaded
 
 
-def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
+def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedFile:
     display = display_path(path)
     try:
         text = data.decode("utf-8")
@@ -103,6 +106,9 @@ def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
         line = data[: problem.start].count(b"\n") + 1
         error = SvmError.single(None, Loc(display, line, 1), "the file is not valid UTF-8", expected="UTF-8 text")
         return LoadedFile(path, display, "", digest, None, error)
+    stored = disk_cache.fetch(disk, display, digest) if disk is not None else None
+    if stored is not None:
+        return LoadedFile(path, display, text, digest, stored, None)
     try:
         lowered = lower_file(text, display)
     except SvmError as error:
@@ -114,6 +120,8 @@ def _compile(path: Path, data: bytes, digest: str) -> LoadedFile:
         hint = f"this is a bug in svmdsl; set {DEBUG_VARIABLE}=1 to see the traceback"
         internal = SvmError.single(text, Loc(display, 1, 1), message, hint=hint)
         return LoadedFile(path, display, text, digest, None, internal)
+    if disk is not None:
+        disk_cache.store(disk, display, digest, lowered)
     return LoadedFile(path, display, text, digest, lowered, None)
 
 

@@ -21,6 +21,7 @@ from _pytest._code.code import TerminalRepr, TracebackStyle
 
 from dsl.compiler.generate import PENDING_TAG, marker_name, slug
 from dsl.runtime.discover import SCENARIO_SUFFIX
+from dsl.runtime.disk_cache import default_folder
 from dsl.runtime.loader import load
 from dsl.runtime.runner import run_case
 from dsl.runtime.suite import PENDING
@@ -39,6 +40,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="folders whose .svm scenario files are collected as tests (a .svm file named on the command line"
         " is always collected)",
     )
+
+
+_DISK_CACHE = pytest.StashKey[Path | None]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_DISK_CACHE] = default_folder()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -91,7 +99,7 @@ class SvmFile(pytest.File):
     """A `.svm` file: one item per case."""
 
     def collect(self) -> Iterator[SvmItem]:
-        loaded = load(self.path)
+        loaded = load(self.path, disk=self.config.stash.get(_DISK_CACHE, None))
         if loaded.error is not None or loaded.lowered is None:
             raise SvmCollectionError(loaded.error.render() if loaded.error is not None else "cannot be loaded")
         taken: set[str] = set()

@@ -156,3 +156,24 @@ def test_pending_scenarios_are_xfail_not_strict(project: pytest.Pytester) -> Non
     pending = (FIXTURES / "fails.svm").read_text().replace("@seed", "@seed @pending")
     (project.path / "scenarios" / "pending.svm").write_text(pending)
     project.runpytest("scenarios/pending.svm").assert_outcomes(xfailed=1)
+
+
+def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run (or another xdist worker) reads the lowered file back instead of parsing it again."""
+    import dsl.runtime.loader as loader
+    from dsl.runtime.loader import clear_cache
+
+    def unlowerable(text: str, file: str) -> None:
+        raise AssertionError("parsed again although the cache holds this file")
+
+    cache = project.path / "svm-cache"
+    monkeypatch.setenv("SVMDSL_CACHE_DIR", str(cache))
+    clear_cache()
+    project.runpytest().assert_outcomes(passed=2)
+    assert len(list(cache.iterdir())) == 1
+    clear_cache()
+    monkeypatch.setattr(loader, "lower_file", unlowerable)
+    project.runpytest().assert_outcomes(passed=2)
+    clear_cache()

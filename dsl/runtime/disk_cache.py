@@ -1,0 +1,88 @@
+"""Lowered scenario files kept on disk between processes (pytest workers, repeated pytest runs).
+
+Parsing dominates the cost of collecting `.svm` files; a file whose content, included files and svmdsl itself
+are unchanged lowers to the same cases, so they are read back instead (pickled `LoweredFile`s). The key holds the
+file's content digest, the path it is reported under and a fingerprint of svmdsl's own sources; included files
+are checked by their digests on every read. Anything unreadable is a miss: the cache never changes a verdict.
+
+`SVMDSL_CACHE_DIR` chooses the folder (default `$XDG_CACHE_HOME/svmdsl`, else `~/.cache/svmdsl`); set it to an
+empty string to turn the cache off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+from dsl.compiler.lowered import LoweredFile
+
+CACHE_DIR_VARIABLE = "SVMDSL_CACHE_DIR"
+#: Bumped when the entry layout changes (the source fingerprint covers changes of the cached classes).
+_LAYOUT = "1"
+_SUFFIX = ".lowered"
+#: The package's own sources: any change to them may change what a file lowers to.
+_SOURCE_SUFFIXES = (".py", ".lark")
+
+
+def default_folder() -> Path | None:
+    """The folder `SVMDSL_CACHE_DIR` names, or the user's cache folder; None when the variable is empty."""
+    chosen = os.environ.get(CACHE_DIR_VARIABLE)
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "svmdsl"
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """A digest of every svmdsl source file's name, size and modification time (one walk per process)."""
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256(_LAYOUT.encode())
+    for source in sorted(p for p in package.rglob("*") if p.suffix in _SOURCE_SUFFIXES):
+        stat = source.stat()
+        digest.update(f"{source.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _entry(folder: Path, display: str, digest: str) -> Path:
+    key = hashlib.sha256(f"{source_fingerprint()}\0{display}\0{digest}".encode()).hexdigest()
+    return folder / f"{key}{_SUFFIX}"
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def fetch(folder: Path, display: str, digest: str) -> LoweredFile | None:
+    """The lowered file stored for this content and display path, if its included files are unchanged."""
+    try:
+        with _entry(folder, display, digest).open("rb") as stored:
+            includes, lowered = pickle.load(stored)
+    except Exception:  # missing, truncated or from an incompatible build: lower the file again
+        return None
+    if not isinstance(lowered, LoweredFile) or any(_file_digest(p) != d for p, d in includes):
+        return None
+    return lowered
+
+
+def store(folder: Path, display: str, digest: str, lowered: LoweredFile) -> None:
+    """Keep `lowered` for later processes (atomically; a folder that cannot be written is left alone)."""
+    includes = tuple((path, _file_digest(path)) for path in lowered.includes)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as written:
+            pickle.dump((includes, lowered), written, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, _entry(folder, display, digest))
+    except OSError:
+        Path(temporary).unlink(missing_ok=True)

@@ -1,0 +1,94 @@
+"""The on-disk cache of lowered files (issue 4, collection speed): read back only what would lower the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dsl.runtime.loader as loader
+from dsl.runtime import disk_cache
+from dsl.runtime.loader import clear_cache, load
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+WITH_INCLUDE = """\
+include "common.svm"
+
+scenario "INT3 delivered":
+  source "EX-05"
+  code at 0x1000: int3
+  guest executes int3
+  run
+  expect delivered #BP with return rip=0x1001
+"""
+COMMON = "background:\n  policies {policy}\n  rip 0x1000\n"
+
+
+def _unlowerable(text: str, file: str) -> None:
+    raise AssertionError("lowered again although the cache holds this file")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_cache() -> object:
+    """Each test sees only the disk cache, as a new process (a pytest worker, the next run) does."""
+    clear_cache()
+    yield
+    clear_cache()
+
+
+def test_a_file_lowered_once_is_read_back_by_the_next_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    first = load(FIXTURES / "held.svm", disk=cache)
+    assert first.lowered is not None
+    assert list(cache.iterdir())
+    clear_cache()
+    monkeypatch.setattr(loader, "lower_file", _unlowerable)
+    again = load(FIXTURES / "held.svm", disk=cache)
+    assert again.lowered == first.lowered
+    assert again.lowered.warnings == first.lowered.warnings
+
+
+def test_an_edited_included_file_is_lowered_again(tmp_path: Path) -> None:
+    """The cache key is the including file's content; its includes are compared by digest on every read."""
+    (tmp_path / "common.svm").write_text(COMMON.format(policy="kvm-6.0"))
+    (tmp_path / "main.svm").write_text(WITH_INCLUDE)
+    cache = tmp_path / "cache"
+    before = load(tmp_path / "main.svm", disk=cache)
+    assert before.lowered is not None
+    assert before.lowered.includes == (str((tmp_path / "common.svm").resolve()),)
+    clear_cache()
+    (tmp_path / "common.svm").write_text(COMMON.format(policy="architectural"))
+    after = load(tmp_path / "main.svm", disk=cache)
+    assert after.lowered is not None
+    assert [c.policy.value for c in after.lowered.cases] == ["architectural"]
+
+
+def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load(FIXTURES / "held.svm", disk=cache)
+    for entry in cache.iterdir():
+        entry.write_bytes(b"not a pickle")
+    clear_cache()
+    loaded = load(FIXTURES / "held.svm", disk=cache)
+    assert loaded.ok
+    assert loaded.lowered is not None
+    assert loaded.lowered.cases
+
+
+def test_files_that_do_not_lower_are_not_cached(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    assert load(FIXTURES / "broken.svm", disk=cache).error is not None
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_the_folder_comes_from_svmdsl_cache_dir_and_an_empty_value_turns_it_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(disk_cache.CACHE_DIR_VARIABLE, str(tmp_path))
+    assert disk_cache.default_folder() == tmp_path
+    monkeypatch.setenv(disk_cache.CACHE_DIR_VARIABLE, "")
+    assert disk_cache.default_folder() is None
+    monkeypatch.delenv(disk_cache.CACHE_DIR_VARIABLE)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert disk_cache.default_folder() == tmp_path / "svmdsl"
