@@ -14,7 +14,7 @@ import attrs
 
 from dsl.compiler.lower import Case, Check, Comparison, Probe
 from dsl.engine import EngineError, Result, run
-from dsl.engine.result import Observed, TraceEntry
+from dsl.engine.result import Observed
 from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name
 from dsl.errors import make_diagnostic
 from dsl.runtime.loader import LoadedFile, load
@@ -104,7 +104,6 @@ def execute(case: Case, loaded: LoadedFile, *, profile: HardwareProfile | None =
         mismatches=mismatches,
         outcome=result.outcome.value,
         confirmed=result.confirmed,
-        trace=render_trace(result.trace),
         title=case.title,
         result=result,
     )
@@ -158,14 +157,3 @@ def observe(check: Check, result: Result) -> Observed:
 def _excerpt(rendered: str) -> str:
     """The source line and caret of a rendered diagnostic (its first line repeats what the report says)."""
     return "\n".join(rendered.splitlines()[1:])
-
-
-def render_trace(trace: tuple[TraceEntry, ...]) -> tuple[str, ...]:
-    """One line per trace entry: `actor action: message [rule] (field old → new, …)`."""
-    lines = []
-    for number, entry in enumerate(trace, start=1):
-        changes = ", ".join(f"{c.name} {show(c.old)} → {show(c.new)}" for c in entry.changes)
-        rule = f" [{entry.rule}]" if entry.rule else ""
-        tail = f" ({changes})" if changes else ""
-        lines.append(f"{number:>3}. {entry.actor.value} {entry.action.value}: {entry.message}{rule}{tail}")
-    return tuple(lines)

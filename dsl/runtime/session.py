@@ -187,9 +187,10 @@ def _run_file(work: _FileWork) -> tuple[FileError | None, list[Entry]]:
 
 
 def _run_file_detached(work: _FileWork) -> tuple[FileError | None, list[Entry]]:
-    """`_run_file` in a worker process: the engine Results stay behind (they are large to send back)."""
+    """`_run_file` in a worker process: the engine Results stay behind (they are large to send back), their
+    traces go as text (reports show them)."""
     error, entries = _run_file(work)
-    return error, [attrs.evolve(e, result=attrs.evolve(e.result, result=None)) for e in entries]
+    return error, [attrs.evolve(e, result=attrs.evolve(e.result, trace=e.result.trace, result=None)) for e in entries]
 
 
 def _process_context() -> multiprocessing.context.BaseContext:

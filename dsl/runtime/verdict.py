@@ -11,11 +11,27 @@ from collections.abc import Iterable
 
 import attrs
 
-from dsl.engine.result import Result
+from dsl.engine.result import Result, TraceEntry
+from dsl.runtime.values import show
 
 
 def _strings(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(items)
+
+
+def _optional_strings(items: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if items is None else tuple(items)
+
+
+def render_trace(trace: tuple[TraceEntry, ...]) -> tuple[str, ...]:
+    """One line per trace entry: `actor action: message [rule] (field old → new, …)`."""
+    lines = []
+    for number, entry in enumerate(trace, start=1):
+        changes = ", ".join(f"{c.name} {show(c.old)} → {show(c.new)}" for c in entry.changes)
+        rule = f" [{entry.rule}]" if entry.rule else ""
+        tail = f" ({changes})" if changes else ""
+        lines.append(f"{number:>3}. {entry.actor.value} {entry.action.value}: {entry.message}{rule}{tail}")
+    return tuple(lines)
 
 
 def _mismatches(items: Iterable[Mismatch]) -> tuple[Mismatch, ...]:
@@ -76,13 +92,21 @@ class CaseResult:
     error: str | None = None
     outcome: str | None = None
     confirmed: bool | None = None
-    trace: tuple[str, ...] = attrs.field(default=(), converter=_strings)
+    #: The trace as lines, when given; None: rendered from `result` when first asked for (held cases never are).
+    rendered_trace: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_strings, alias="trace")
     title: str = ""  # an outline row's title with its values substituted ("" when it is the scenario's)
     result: Result | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def display_title(self) -> str:
         return self.title or self.key.scenario
+
+    @property
+    def trace(self) -> tuple[str, ...]:
+        """One line per engine trace entry (see `render_trace`)."""
+        if self.rendered_trace is not None:
+            return self.rendered_trace
+        return render_trace(self.result.trace) if self.result is not None else ()
 
     @property
     def held(self) -> bool:

@@ -8,6 +8,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import attrs
 import pytest
 
 import dsl
@@ -185,3 +186,13 @@ def test_a_reserved_event_type_from_l1_fails_the_vmrun_end_to_end(tmp_path: Path
         result = run_case(scenario, "L1 injects a reserved type", policy)
         assert result.verdict is Verdict.HELD, result.explain()
         assert result.outcome == "vmexit_invalid"
+
+
+def test_the_trace_is_rendered_from_the_result_only_when_asked_for_and_can_be_left_out() -> None:
+    """Held cases never show their trace, so it is drawn from the engine's Result lazily; reports may drop it."""
+    result = run_case(FIXTURES / "held.svm", "INT3 whose delivery hits an intercepted #PF", "architectural")
+    assert result.rendered_trace is None
+    assert result.result is not None
+    assert len(result.trace) == len(result.result.trace)
+    assert result.trace[0].startswith("  1. ")
+    assert attrs.evolve(result, trace=()).trace == ()
