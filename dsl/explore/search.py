@@ -120,7 +120,7 @@ def explore_random(
         from hypothesis.errors import NoSuchExample
     except ImportError as missing:  # Hypothesis comes with the test extra only
         raise HypothesisMissing(
-            "svmdsl explore --random needs Hypothesis: pip install hypothesis (or install svm-dsl[test])"
+            "svmdsl explore --random needs Hypothesis: pip install 'svm-dsl[explore]' (or pip install hypothesis)"
         ) from missing
 
     configurations = _strategy(space)
