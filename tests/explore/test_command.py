@@ -68,7 +68,7 @@ def test_random_mode_without_hypothesis_says_how_to_get_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "hypothesis", None)  # an import of it now fails as if it were not installed
     assert explore([*SMALL, "--random", "5"]) == 2
-    assert "needs Hypothesis: pip install hypothesis" in capsys.readouterr().err
+    assert "needs Hypothesis: pip install 'svm-dsl[explore]'" in capsys.readouterr().err
 
 
 def test_update_rewrites_the_table_between_the_markers_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
