@@ -20,10 +20,11 @@ import pytest
 from _pytest._code.code import TerminalRepr, TracebackStyle
 
 from dsl.compiler.generate import PENDING_TAG, marker_name, slug
+from dsl.compiler.lowered import Case
 from dsl.runtime.discover import SCENARIO_SUFFIX
 from dsl.runtime.disk_cache import default_folder
-from dsl.runtime.loader import load
-from dsl.runtime.runner import run_case
+from dsl.runtime.loader import LoadedFile, load
+from dsl.runtime.runner import execute
 from dsl.runtime.suite import PENDING
 from dsl.runtime.verdict import CaseResult, Verdict
 
@@ -118,6 +119,8 @@ class SvmFile(pytest.File):
                     row=case.row,
                     line=case.loc.line,
                     title=case.display_title,
+                    case=case,
+                    loaded=loaded,
                 )
                 for tag in case.tags:
                     item.add_marker(_registered_marker(self.config, tag))
@@ -134,10 +137,25 @@ class SvmFile(pytest.File):
 
 
 class SvmItem(pytest.Item):
-    """One case: runs through `run_case`, exactly like `svmdsl run` and the generated modules."""
+    """One case: runs through `runner.execute`, exactly like `svmdsl run` and (via `run_case`) the generated
+    modules."""
 
-    def __init__(self, *, scenario: str, policy: str, row: int | None, line: int, title: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        scenario: str,
+        policy: str,
+        row: int | None,
+        line: int,
+        title: str,
+        case: Case,
+        loaded: LoadedFile,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        # The case found at collection: running it is what `run_case` would do after finding it again.
+        self.case = case
+        self.loaded = loaded
         self.scenario = scenario
         self.title = title
         self.policy = policy
@@ -146,7 +164,7 @@ class SvmItem(pytest.Item):
         self.user_properties.append((CASE_PROPERTY, f"{self.path.as_posix()}|{scenario}|{policy}|{row or ''}"))
 
     def runtest(self) -> None:
-        result = run_case(self.path, self.scenario, self.policy, self.row)
+        result = execute(self.case, self.loaded)
         if result.verdict is not Verdict.HELD:
             raise SvmCaseFailed(result)
 
