@@ -4,9 +4,10 @@ Parsing dominates the cost of collecting `.svm` files; a file whose content, inc
 are unchanged lowers to the same cases, so they are read back instead (pickled `LoweredFile`s). The key holds the
 file's content digest, the path it is reported under and a fingerprint of svmdsl's own sources; included files
 are checked by their digests on every read. Anything unreadable is a miss: the cache never changes a verdict.
+Only the current build's entries are kept: the first store of a new build removes the others.
 
-`SVMDSL_CACHE_DIR` chooses the folder (default `$XDG_CACHE_HOME/svmdsl`, else `~/.cache/svmdsl`); set it to an
-empty string to turn the cache off.
+`SVMDSL_CACHE_DIR` chooses the folder (default `$XDG_CACHE_HOME/svmdsl/lowered`, else `~/.cache/svmdsl/lowered`);
+set it to an empty string to turn the cache off.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import functools
 import hashlib
 import os
 import pickle
+import shutil
+import string
 import tempfile
 from pathlib import Path
 
@@ -24,6 +27,8 @@ CACHE_DIR_VARIABLE = "SVMDSL_CACHE_DIR"
 #: Bumped when the entry layout changes (the source fingerprint covers changes of the cached classes).
 _LAYOUT = "1"
 _SUFFIX = ".lowered"
+#: Hex digits of the source fingerprint that name a generation's subfolder.
+_GENERATION_CHARS = 16
 #: The package's own sources: any change to them may change what a file lowers to.
 _SOURCE_SUFFIXES = (".py", ".lark")
 
@@ -34,7 +39,7 @@ def default_folder() -> Path | None:
     if chosen is not None:
         return Path(chosen) if chosen else None
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "svmdsl"
+    return Path(base) / "svmdsl" / "lowered"  # svmdsl's other caches (the real-KVM backend's) live beside it
 
 
 @functools.cache
@@ -48,9 +53,25 @@ def source_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _generation(folder: Path) -> Path:
+    """Entries of this build of svmdsl live in a subfolder named by its source fingerprint."""
+    return folder / source_fingerprint()[:_GENERATION_CHARS]
+
+
 def _entry(folder: Path, display: str, digest: str) -> Path:
-    key = hashlib.sha256(f"{source_fingerprint()}\0{display}\0{digest}".encode()).hexdigest()
-    return folder / f"{key}{_SUFFIX}"
+    key = hashlib.sha256(f"{display}\0{digest}".encode()).hexdigest()
+    return _generation(folder) / f"{key}{_SUFFIX}"
+
+
+def _is_generation(name: str) -> bool:
+    return len(name) == _GENERATION_CHARS and all(c in string.hexdigits for c in name)
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    """Drop the entries of other builds (every edit of svmdsl starts a new generation), so the folder stays small."""
+    for stale in folder.iterdir():
+        if stale != keep and stale.is_dir() and _is_generation(stale.name):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _file_digest(path: str) -> str | None:
@@ -75,9 +96,12 @@ def fetch(folder: Path, display: str, digest: str) -> LoweredFile | None:
 def store(folder: Path, display: str, digest: str, lowered: LoweredFile) -> None:
     """Keep `lowered` for later processes (atomically; a folder that cannot be written is left alone)."""
     includes = tuple((path, _file_digest(path)) for path in lowered.includes)
+    generation = _generation(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        if not generation.is_dir():
+            generation.mkdir(parents=True, exist_ok=True)
+            _prune(folder, generation)
+        handle, temporary = tempfile.mkstemp(dir=generation, suffix=".tmp")
     except OSError:
         return
     try:

@@ -41,7 +41,7 @@ def test_a_file_lowered_once_is_read_back_by_the_next_process(tmp_path: Path, mo
     cache = tmp_path / "cache"
     first = load(FIXTURES / "held.svm", disk=cache)
     assert first.lowered is not None
-    assert list(cache.iterdir())
+    assert list(cache.rglob("*.lowered"))
     clear_cache()
     monkeypatch.setattr(loader, "lower_file", _unlowerable)
     again = load(FIXTURES / "held.svm", disk=cache)
@@ -67,7 +67,7 @@ def test_an_edited_included_file_is_lowered_again(tmp_path: Path) -> None:
 def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     load(FIXTURES / "held.svm", disk=cache)
-    for entry in cache.iterdir():
+    for entry in cache.rglob("*.lowered"):
         entry.write_bytes(b"not a pickle")
     clear_cache()
     loaded = load(FIXTURES / "held.svm", disk=cache)
@@ -79,7 +79,7 @@ def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path) -> None:
 def test_files_that_do_not_lower_are_not_cached(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     assert load(FIXTURES / "broken.svm", disk=cache).error is not None
-    assert not cache.exists() or not list(cache.iterdir())
+    assert not list(cache.rglob("*.lowered"))
 
 
 def test_the_folder_comes_from_svmdsl_cache_dir_and_an_empty_value_turns_it_off(
@@ -91,4 +91,17 @@ def test_the_folder_comes_from_svmdsl_cache_dir_and_an_empty_value_turns_it_off(
     assert disk_cache.default_folder() is None
     monkeypatch.delenv(disk_cache.CACHE_DIR_VARIABLE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert disk_cache.default_folder() == tmp_path / "svmdsl"
+    assert disk_cache.default_folder() == tmp_path / "svmdsl" / "lowered"
+
+
+def test_entries_of_another_build_of_svmdsl_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edit of svmdsl's sources starts a new generation; the old ones would only take space."""
+    cache = tmp_path / "cache"
+    (cache / "kernels").mkdir(parents=True)  # another tool's folder: left alone
+    load(FIXTURES / "held.svm", disk=cache)
+    (old,) = [p for p in cache.iterdir() if p.name != "kernels"]
+    clear_cache()
+    monkeypatch.setattr(disk_cache, "source_fingerprint", lambda: "f" * 64)
+    load(FIXTURES / "held.svm", disk=cache)
+    assert sorted(p.name for p in cache.iterdir()) == ["f" * 16, "kernels"]
+    assert not old.exists()

@@ -172,7 +172,7 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     monkeypatch.setenv("SVMDSL_CACHE_DIR", str(cache))
     clear_cache()
     project.runpytest().assert_outcomes(passed=2)
-    assert len(list(cache.iterdir())) == 1
+    assert len(list(cache.rglob("*.lowered"))) == 1
     clear_cache()
     monkeypatch.setattr(loader, "lower_file", unlowerable)
     project.runpytest().assert_outcomes(passed=2)
