@@ -118,6 +118,10 @@ def _cases(
     )
     if configured.vmcb12 and not injects_from_l1:
         steps.insert(0, l1_vmrun_from_vmcb12(configured))
+    if not any(isinstance(step, engine.Reenter | engine.Run) for step in steps):
+        # A story that never re-enters would leave a requeued event undelivered and read as "lost": play it out,
+        # so that `guest executes int3; vectoring hits #PF intercepted; expect reinject …` means what it says.
+        steps.append(engine.Run())
     cases = []
     for policy in configured.policies:
         program = engine.Program(

@@ -196,3 +196,15 @@ def test_the_trace_is_rendered_from_the_result_only_when_asked_for_and_can_be_le
     assert len(result.trace) == len(result.result.trace)
     assert result.trace[0].startswith("  1. ")
     assert attrs.evolve(result, trace=()).trace == ()
+
+
+@pytest.mark.parametrize("policy", ["kvm-6.0", "kvm-mainline"])
+def test_the_mailing_list_sentence_holds_as_written(policy: str) -> None:
+    """EX-03/EX-06: `guest executes INTO; vectoring hits #PF intercepted; expect reinject with next_rip=0x1001`.
+
+    With no re-entry step the story plays out before the expectations are read, so the requeued #OF is
+    re-injected (not read as lost while it waits in KVM's queue).
+    """
+    title = "INTO whose delivery hits an intercepted #PF, in one line"
+    result = run_case(FIXTURES / "one_liner.svm", title, policy)
+    assert result.verdict is Verdict.HELD, result.explain()
