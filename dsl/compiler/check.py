@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import attrs
 
@@ -29,11 +30,19 @@ from dsl.compiler.check_scenario import (
     setting_label,
 )
 from dsl.engine.vocab import CpuMode, PolicyName, policy_by_name
-from dsl.errors import Diagnostic, Loc, Severity, SvmCheckError, make_diagnostic, sort_diagnostics
+from dsl.errors import (
+    Diagnostic,
+    Loc,
+    Severity,
+    SvmCheckError,
+    SvmSyntaxError,
+    make_diagnostic,
+    sort_diagnostics,
+)
 from dsl.syntax import ast, vocabulary
 from dsl.syntax.expand import background_settings
 from dsl.syntax.outline import placeholders
-from dsl.syntax.parse import parse_file
+from dsl.syntax.parse import parse_file, parse_recovering
 
 #: Bits of a linear address outside 64-bit mode (CS.base + offset wraps at 4 GiB, README glossary).
 LINEAR_BITS_LEGACY = 32
@@ -46,9 +55,29 @@ VMCB12_EVENT_INJ = "event_inj"
 
 def load(path: str | os.PathLike[str]) -> ast.SvmFile:
     """Parse and check a file: the AST, or an `SvmError` (syntax or check) carrying every problem."""
-    svm_file = parse_file(path)
+    try:
+        svm_file = parse_file(path)
+    except SvmSyntaxError as error:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # the error already says the file cannot be read
+            raise error from None
+        raise with_checker_errors(error, text, os.fspath(path)) from None
     check_or_raise(svm_file)
     return svm_file
+
+
+def with_checker_errors(error: SvmSyntaxError, text: str, filename: str) -> SvmSyntaxError:
+    """Issue 3: the syntax errors plus the checker's errors on the blocks that did parse, in file order.
+
+    So one broken scenario does not hide the others' mistakes. `error` alone when what parsed cannot be
+    checked fairly (a background or include was lost; see `parse_recovering`).
+    """
+    partial = parse_recovering(text, filename)
+    if partial is None:
+        return error
+    found = tuple(d for d in check(partial) if d.severity is Severity.ERROR)
+    return type(error)(sort_diagnostics((*error.diagnostics, *found)))
 
 
 def check_or_raise(svm_file: ast.SvmFile) -> tuple[Diagnostic, ...]:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import attrs
 
+from dsl.compiler.check import with_checker_errors
 from dsl.compiler.lower import Case, LoweredFile, lower_file
 from dsl.engine.vocab import PolicyName
-from dsl.errors import Loc, SvmError
+from dsl.errors import Loc, SvmError, SvmSyntaxError
 from dsl.runtime import disk_cache
 
 #: Set to any value to let internal errors raise with their traceback.
@@ -110,7 +111,7 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
     if stored is not None:
         return LoadedFile(path, display, text, digest, stored, None)
     try:
-        lowered = lower_file(text, display)
+        lowered = _lower(text, display)
     except SvmError as error:
         return LoadedFile(path, display, text, digest, None, error)
     except Exception as bug:  # a defect in svmdsl must cost this file, not the whole run
@@ -123,6 +124,14 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
     if disk is not None:
         disk_cache.store(disk, display, digest, lowered)
     return LoadedFile(path, display, text, digest, lowered, None)
+
+
+def _lower(text: str, display: str) -> LoweredFile:
+    """`lower_file`, whose syntax errors also carry the checker's errors on the blocks that did parse."""
+    try:
+        return lower_file(text, display)
+    except SvmSyntaxError as error:
+        raise with_checker_errors(error, text, display) from None
 
 
 def _unreadable(path: Path, problem: OSError) -> LoadedFile:

@@ -43,6 +43,33 @@ def parse_file(path: str | os.PathLike[str]) -> ast.SvmFile:
     return _Parser(()).parse_path(Path(path), None, None)
 
 
+def parse_recovering(text: str, filename: str = NO_FILE) -> ast.SvmFile | None:
+    """The blocks of a file that did parse, for checking beside its syntax errors (issue 3); None if unsafe.
+
+    None when a background or include was lost (a broken block, a missing or broken included file): the
+    scenarios that parsed would be checked without the settings they rely on, giving errors that are not theirs.
+    """
+    diagnostics: list[Diagnostic] = []
+    svm_file = _Parser(()).parse_items(text, filename, diagnostics)
+    parsed = {item.loc.line for item in svm_file.items if isinstance(item, ast.Background | ast.Include)}
+    lost_block = any(line not in parsed for line in _context_block_lines(text))
+    lost_include = any(include.file is None for include in svm_file.includes)
+    return None if lost_block or lost_include else svm_file
+
+
+def _context_block_lines(text: str) -> list[int]:
+    """The line of each `background` and `include` block (what the scenarios of the file depend on)."""
+    lines: list[int] = []
+    for start_line, chunk in split_blocks(text):
+        for offset, line in enumerate(chunk.splitlines()):
+            match = _BLOCK_START.match(line)
+            if match is not None:
+                if match.group(1) in ("background", "include"):
+                    lines.append(start_line + offset)
+                break
+    return lines
+
+
 @attrs.define
 class _Parser:
     """One parse, with the chain of files being included (for cycle detection)."""
@@ -64,6 +91,15 @@ class _Parser:
 
     def parse(self, text: str, filename: str) -> ast.SvmFile:
         diagnostics: list[Diagnostic] = []
+        svm_file = self.parse_items(text, filename, diagnostics)
+        if diagnostics:
+            ordered = sort_diagnostics(diagnostics)
+            kind = SvmIncludeError if all(_is_include_problem(d) for d in ordered) else SvmSyntaxError
+            raise kind(ordered)
+        return svm_file
+
+    def parse_items(self, text: str, filename: str, diagnostics: list[Diagnostic]) -> ast.SvmFile:
+        """Every block that parsed (outlines expanded, includes parsed); each problem appended to `diagnostics`."""
         svm_file = _parse_blocks(text, filename, diagnostics)
         items: list[ast.TopLevel] = []
         for item in svm_file.items:
@@ -76,10 +112,6 @@ class _Parser:
                 items.append(attrs.evolve(item, file=included))
             else:
                 items.append(item)
-        if diagnostics:
-            ordered = sort_diagnostics(diagnostics)
-            kind = SvmIncludeError if all(_is_include_problem(d) for d in ordered) else SvmSyntaxError
-            raise kind(ordered)
         return attrs.evolve(svm_file, items=tuple(items), text=text)
 
     def _include(

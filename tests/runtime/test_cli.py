@@ -163,6 +163,29 @@ def test_check_exit_codes(tmp_path: Path) -> None:
     assert "did you mean #PF?" in broken.stdout
 
 
+def test_check_reports_a_syntax_error_without_hiding_other_scenarios_check_errors(tmp_path: Path) -> None:
+    """Issue 3: one error per broken scenario, in file order, once each; a scenario that parsed is still checked."""
+    (tmp_path / "mixed.svm").write_text(
+        "@t\n"
+        'scenario "a":\n'
+        "  guest executes int3;\n"
+        "  expect reinject with next_rip=\n"
+        "\n"
+        'scenario "b":\n'
+        "  policies kvm-6.0\n"
+        "  under kvm-5.19: expect retry\n"
+    )
+    completed = svmdsl("check", "mixed.svm", cwd=tmp_path)
+    assert completed.returncode == 1
+    syntax = "mixed.svm:3:23: error: unexpected end of the line"
+    checker = "mixed.svm:8:9: error: expectation under kvm-5.19, which this scenario does not run"
+    assert completed.stdout.count(syntax) == 1
+    assert completed.stdout.count(checker) == 1
+    assert completed.stdout.index(syntax) < completed.stdout.index(checker)
+    assert "2 errors" in completed.stdout
+    assert_no_traceback(completed)
+
+
 def test_gen_then_check_is_clean_and_deterministic(library: Path) -> None:
     first = svmdsl("gen", "scenarios/", "-o", "generated/", cwd=library)
     assert first.returncode == 0, first.stderr

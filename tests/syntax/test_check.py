@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
+
 import pytest
 
-from dsl.compiler.check import check, check_file
-from dsl.errors import Diagnostic, Severity, SvmCheckError, SvmError
+from dsl.compiler.check import check, check_file, load, with_checker_errors
+from dsl.errors import Diagnostic, Severity, SvmCheckError, SvmError, SvmSyntaxError
 from dsl.syntax import ast, parse_text
 
 
@@ -353,3 +356,62 @@ def test_a_different_first_instruction_at_rip_is_still_an_error() -> None:
     assert found.message == "guest executes int 0x80, but the code at 0x1000 is bytes 66 cd 80 (line 2)"
     (inside,) = diagnostics(scenario("code at 0x0fff: bytes 90 90 cc", "guest executes int3"))
     assert inside.message == "guest executes int3, but the code at 0x1000 is bytes 90 cc (line 2)"
+
+
+BROKEN_THEN_UNCHECKED = (
+    'scenario "broken":\n  rip\n\nscenario "runs one policy":\n  policies kvm-6.0\n  under kvm-5.19: expect retry\n'
+)
+
+
+def syntax_error_with_checks(text: str) -> SvmSyntaxError:
+    with pytest.raises(SvmSyntaxError) as caught:
+        parse_text(text, "c.svm")
+    return with_checker_errors(caught.value, text, "c.svm")
+
+
+def test_a_syntax_error_does_not_hide_the_checker_errors_of_other_scenarios() -> None:
+    """Issue 3: each broken scenario reports at least one error, in file order, the syntax error first here."""
+    error = syntax_error_with_checks(BROKEN_THEN_UNCHECKED)
+    assert [d.loc.line for d in error.diagnostics] == [2, 6]
+    assert "does not run" in error.diagnostics[1].message
+
+
+def test_the_combined_error_pickles_as_a_syntax_error() -> None:
+    """pytest-xdist workers send a file's error to the controller."""
+    error = syntax_error_with_checks(BROKEN_THEN_UNCHECKED)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is SvmSyntaxError
+    assert copy.diagnostics == error.diagnostics
+
+
+def test_a_broken_background_leaves_the_scenarios_unchecked() -> None:
+    """Without their background the scenarios would be checked against settings that are not theirs."""
+    text = "background:\n  policies kvm-6.0,\n\n" + BROKEN_THEN_UNCHECKED.split("\n\n", 1)[1]
+    error = syntax_error_with_checks(text)
+    assert [d.loc.line for d in error.diagnostics] == [2]
+
+
+def test_a_missing_include_leaves_the_scenarios_unchecked() -> None:
+    """An included file holds the background the scenarios rely on; without it, only the include is reported."""
+    text = 'include "nowhere.svm"\n\n' + BROKEN_THEN_UNCHECKED.split("\n\n", 1)[1]
+    with pytest.raises(SvmError) as caught:
+        parse_text(text, "c.svm")
+    assert isinstance(caught.value, SvmSyntaxError)
+    combined = with_checker_errors(caught.value, text, "c.svm")
+    assert [d.loc.line for d in combined.diagnostics] == [1]
+
+
+def test_a_background_that_parsed_still_applies_to_the_scenarios_checked_beside_a_syntax_error() -> None:
+    """Issue 3 with a background: its policies are the ones the expectation is checked against."""
+    text = (
+        'background:\n  policies kvm-6.0\n\nscenario "x":\n  rip\n\n@t\nscenario "y":\n  under kvm-5.19: expect retry\n'
+    )
+    error = syntax_error_with_checks(text)
+    assert [d.loc.line for d in error.diagnostics] == [5, 9]
+
+
+def test_load_of_a_missing_file_is_still_one_clear_error(tmp_path: Path) -> None:
+    """Recovering the parsed blocks needs the text; a file that cannot be read keeps its own error."""
+    with pytest.raises(SvmError) as caught:
+        load(tmp_path / "absent.svm")
+    assert "cannot read" in caught.value.diagnostics[0].message
