@@ -72,7 +72,12 @@ def render(compared: Compared, divergence: Divergence, reference: PolicyName) ->
         f"{EXPLORE_TAG} @{divergence.slug}",
         f"scenario {quote(scenario_title(key, reference))}:",
     ]
-    body = [f"policies {policy}, {ref}", *setup_lines(program), *step_lines(program)]
+    # A source line like every scenario of the library has, so the file can be pasted into scenarios/ as is.
+    source = (
+        f"svmdsl explore ({compared.config.describe()}); "
+        f"{policy}: {_rules(compared.actual)}; {ref}: {_rules(compared.reference)}"
+    )
+    body = [f"source {quote(source)}", f"policies {policy}, {ref}", *setup_lines(program), *step_lines(program)]
     mine = expectation_lines(compared.actual, subject, extra)
     theirs = expectation_lines(compared.reference, subject, extra)
     if mine == theirs:
@@ -92,9 +97,13 @@ def _canonical(text: str) -> str:
     return formatted
 
 
+def _rules(result: Result) -> str:
+    return ", ".join(result.outcome_rules) or "no rule recorded"
+
+
 def _grounds(policy: str, result: Result) -> str:
     """Which rules the policy's outcome rests on, and whether that makes it confirmed or only predicted."""
-    rules = ", ".join(result.outcome_rules) or "no rule recorded"
+    rules = _rules(result)
     status = "confirmed" if result.confirmed else "predicted, unconfirmed"
     return f"{policy}'s outcome rests on {rules} [{result.evidence.value}]: {status}."
 

@@ -34,6 +34,17 @@ def test_a_counterexample_whose_expectations_do_not_hold_is_never_written() -> N
         validate(tampered, "tampered.svm", compared, PolicyName.ARCHITECTURAL)
 
 
+def test_a_counterexample_names_its_source_so_it_can_join_the_library() -> None:
+    """Issue 7: 'ready to paste into scenarios/', where every scenario must name its source (issue 5)."""
+    compared = compare(Configuration(source="userspace-unbacked"), PolicyName.KVM_6_0, PolicyName.ARCHITECTURAL, run)
+    text = render(compared, compared.divergences[0], PolicyName.ARCHITECTURAL)
+    (scenario,) = parse_text(text, "cex.svm").scenarios
+    (source,) = scenario.sources
+    assert source.startswith("svmdsl explore (source=userspace-unbacked); kvm-6.0: ")
+    assert "K-6.0-5" in source  # the rules kvm-6.0's outcome rests on
+    assert "; architectural: " in source
+
+
 def test_counterexamples_of_a_space_run_as_written_under_svmdsl_run(tmp_path: Path) -> None:
     """The issue's acceptance: `svmdsl run` accepts the folder as is and every expectation holds."""
     space = parse_restriction("source=instruction,userspace,userspace-unbacked", Space.default())
