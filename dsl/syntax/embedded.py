@@ -18,7 +18,7 @@ import attrs
 from lark import Lark, Token
 
 from dsl.errors import NO_FILE, Loc
-from dsl.syntax.grammar import grammar_text
+from dsl.syntax.grammar import build_parser
 from dsl.syntax.transform_sentences import AstBuilder
 
 #: Terminals that carry a value; every other token (keywords, punctuation, newlines) is dropped.
@@ -84,15 +84,7 @@ class EmbeddedBuilder:
 @functools.cache
 def _parser() -> tuple[Lark, EmbeddedBuilder]:
     builder = EmbeddedBuilder()
-    lark = Lark(
-        grammar_text(),
-        parser="lalr",
-        lexer="contextual",
-        keep_all_tokens=True,
-        maybe_placeholders=False,
-        cache=True,
-        transformer=builder,
-    )
+    lark = build_parser(propagate_positions=False, keep_all_tokens=True, transformer=builder)
     return lark, builder
 
 
