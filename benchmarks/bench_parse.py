@@ -31,7 +31,6 @@ TARGET_LINES_PER_SECOND = 20_000
 LINES_PER_FILE = 500
 _TOKEN = re.compile(r'"[^"\n]*"|#?[\w.\-]+|\S')
 _TITLE = re.compile(r'^(\s*scenario(?: outline)? ")', re.MULTILINE)
-_BACKGROUND = re.compile(r"^background:", re.MULTILINE)
 #: Where a corpus file's scenarios start: its first tag or scenario line.
 _BODY = re.compile(r"^(@|scenario\b)", re.MULTILINE)
 #: Generated files are parsed as if they sat in the corpus folder, so their includes resolve.

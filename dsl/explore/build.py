@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import attrs
 
+from dsl.engine import events
+from dsl.engine.machine import ADDRESS_MASK_32, RFLAGS_OF
 from dsl.engine.program import (
     DEFAULT_RFLAGS,
     DEFAULT_RIP,
@@ -33,6 +35,7 @@ from dsl.engine.program import (
     Step,
     VectoringFault,
 )
+from dsl.engine.result import RFLAGS_RF
 from dsl.engine.vocab import (
     CpuMode,
     EventType,
@@ -50,15 +53,6 @@ from dsl.engine.vocab import (
 )
 from dsl.explore import axes
 from dsl.explore.space import Configuration
-
-#: EVENTINJ valid bit and type shift (README § Encodings), for the vmcb12 EVENTINJ L1 writes.
-EVENT_VALID = 0x8000_0000
-EVENT_TYPE_SHIFT = 8
-#: RFLAGS bits the axes set (INTO needs OF = 1 to raise #OF, H-23; RF suppresses a code breakpoint, H-34).
-RFLAGS_OF = 1 << 11
-RFLAGS_RF = 1 << 16
-#: The 4-GiB wrap of linear addresses outside 64-bit mode (H-31).
-LINEAR_MASK_32 = 0xFFFF_FFFF
 
 #: `89 C8` (MOV eAX, eCX): a 2-byte instruction that is valid in every mode and raises nothing. It follows the
 #: instruction under test, and stands at RIP when the injected event has no instruction behind it (EX-23).
@@ -99,7 +93,7 @@ def linear_rip(config: Configuration) -> int:
     mode = CpuMode(config.mode)
     if mode.ignores_cs_base:
         return DEFAULT_RIP
-    return (int(config.cs_base, 16) + DEFAULT_RIP) & LINEAR_MASK_32
+    return (int(config.cs_base, 16) + DEFAULT_RIP) & ADDRESS_MASK_32  # the 4-GiB wrap
 
 
 def subject_event(config: Configuration) -> Event:
@@ -238,7 +232,7 @@ def _save_restore(config: Configuration) -> tuple[Step, ...]:
 def _l1_vmrun(config: Configuration, event: Event) -> L1Vmrun:
     """L1's VMRUN: with NRIPS it passes next_rip; without, it advances L2's RIP itself (EX-44)."""
     length = len(INSTRUCTION_BYTES[config.instruction])
-    event_inj = EVENT_VALID | (int(event.type) << EVENT_TYPE_SHIFT) | event.vector
+    event_inj = events.encode(event.vector, event.type)
     cs_base = int(config.cs_base, 16)
     if config.l1_nrips == axes.YES:
         return L1Vmrun(event_inj=event_inj, rip=DEFAULT_RIP, next_rip=DEFAULT_RIP + length, cs_base=cs_base)

@@ -7,6 +7,7 @@ lowers the output before writing it (`dsl.explore.counterexample`).
 
 from __future__ import annotations
 
+from dsl.engine import events
 from dsl.engine.program import (
     MAX_PRIVILEGE,
     CancelEntry,
@@ -37,6 +38,7 @@ from dsl.engine.vocab import (
     SoftIntReading,
     Vector,
 )
+from dsl.syntax.transform import quote as syntax_quote
 
 #: The exit reason word for each exit code a step may name (the inverse of the language's table).
 EXIT_WORDS: dict[int, str] = {
@@ -65,8 +67,7 @@ class RenderError(ValueError):
 
 def quote(text: str) -> str:
     """A `.svm` string literal: backslashes and quotes escaped, line breaks flattened."""
-    flat = " ".join(text.split())
-    return '"' + flat.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return syntax_quote(" ".join(text.split()))
 
 
 def comment(text: str) -> str:
@@ -94,7 +95,7 @@ def event_words(vector: int, event_type: EventType) -> str:
     if event_type is EventType.INTR:
         return f"irq {hexa(vector)}"
     if vector not in Vector._value2member_map_:
-        return f"event {hexa(0x8000_0000 | (int(EventType.EXCEPTION) << 8) | vector)}"
+        return f"event {hexa(events.encode(vector, EventType.EXCEPTION))}"
     return Vector(vector).mnemonic
 
 
@@ -220,9 +221,9 @@ def _l1_vmrun(step: L1Vmrun) -> str:
         fields.insert(0, f"rip={hexa(step.rip)}")
     if step.cs_base is not None:
         fields.append(f"cs_base={hexa(step.cs_base)}")
-    if step.event_inj & 0x800:
+    if step.event_inj & events.ERROR_VALID:
         fields.append(f"error_code={hexa(step.event_inj_err)}")
-    return f"inject event {hexa(step.event_inj & ~0x800)} from L1 with " + ", ".join(fields)
+    return f"inject event {hexa(step.event_inj & ~events.ERROR_VALID)} from L1 with " + ", ".join(fields)
 
 
 def _vectoring(step: VectoringFault) -> str:

@@ -15,9 +15,9 @@ import attrs
 from dsl.backends.qemu_kvm import boot, report
 from dsl.backends.qemu_kvm.kernel import Kernel
 from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, injected_event, lower, soft_vector
-from dsl.engine import EngineError, Program, Result, run
+from dsl.engine import EngineError, Program, Result, events, run
 from dsl.engine.result import EVENT_VALID
-from dsl.engine.vocab import HardwareProfile, Outcome, PolicyName, SoftIntReading, Vector
+from dsl.engine.vocab import EventType, HardwareProfile, Outcome, PolicyName, SoftIntReading, Vector
 
 #: Library tag of scenarios the engine does not model yet: listed, not compared.
 PENDING_TAG = "pending"
@@ -25,10 +25,6 @@ PENDING_TAG = "pending"
 #: matches): on 6.1.192 `int 0x80` whose delivery is cut short is retried, not re-injected (tests/backends).
 REAL_SOFT_INT_READING = SoftIntReading.B
 
-#: EXITINTINFO's vector and type fields, and the NMI type (README § Encodings).
-VECTOR_MASK = 0xFF
-EVENT_TYPE_MASK = 0x700
-EVENT_TYPE_NMI = 0x200
 #: The tag KVM appends to kvm_inj_* when it re-injects an event from EXITINTINFO (K-6.0-18).
 REINJECTED = "[reinjected]"
 #: Policies whose kvm_inj_exception has no re-injection flag (K-5.19-25: a61d7c5432ac is v6.0), while the kernel
@@ -210,9 +206,9 @@ def classify(real: report.Observation, subject: int | None, *, injected: bool = 
 
 def _carries(exit_int_info: int, subject: int) -> bool:
     """EXITINTINFO holds the subject; an NMI's vector field may read 0 (KVM writes 0, and TCG copies EVENTINJ)."""
-    if exit_int_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI:
+    if events.type_of(exit_int_info) == EventType.NMI:
         return subject == Vector.NMI
-    return exit_int_info & VECTOR_MASK == subject
+    return events.vector_of(exit_int_info) == subject
 
 
 def _engine_outcome(result: Result, *, injected: bool) -> str:

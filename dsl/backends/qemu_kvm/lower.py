@@ -13,6 +13,7 @@ from __future__ import annotations
 import attrs
 
 from dsl.backends.qemu_kvm import layout
+from dsl.engine.machine import ADDRESS_MASK_32
 from dsl.engine.program import (
     MAX_PRIVILEGE,
     Event,
@@ -180,7 +181,7 @@ def _first_opcode(setup: Setup) -> int | None:
 
 
 def _instruction_bytes(setup: Setup) -> bytes:
-    linear = setup.rip if setup.mode is CpuMode.LONG_64 else (setup.cs_base + setup.rip) % (1 << 32)
+    linear = setup.rip if setup.mode is CpuMode.LONG_64 else (setup.cs_base + setup.rip) & ADDRESS_MASK_32
     for chunk in setup.code:
         offset = linear - chunk.address
         if 0 <= offset < len(chunk.data):
