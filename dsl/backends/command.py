@@ -74,7 +74,7 @@ def run_backend(args: argparse.Namespace) -> int:
     from dsl.runtime.loader import load
 
     cases, texts = [], {}
-    for path in {comparison.subject.key[0] for comparison in report.comparisons}:
+    for path in dict.fromkeys(comparison.subject.key[0] for comparison in report.comparisons):  # report order
         loaded = load(path)
         texts[loaded.display] = loaded.text
         if loaded.lowered is not None:

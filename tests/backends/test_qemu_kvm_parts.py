@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import attrs
 import pytest
 
 from dsl.backends import command
@@ -96,13 +97,7 @@ def test_two_l0_faults_leave_the_idt_and_the_stack_cold() -> None:
 def test_a_fault_that_does_not_match_the_paging_mode_is_not_expressible() -> None:
     """Under npt=1 an L0 fault is an #NPF (exit 0x400), never an intercepted #PF."""
     program = _int3_program()
-    program = Program(
-        program.setup,
-        (VectoringFault(FaultKind.PF), Execute(), Run()),
-        program.profile,
-        program.policy,
-        program.options,
-    )
+    program = attrs.evolve(program, steps=(VectoringFault(FaultKind.PF), Execute(), Run()))
     lowered = lower(program, "c0")
     assert isinstance(lowered, NotExpressible)
     assert "#NPF" in lowered.reason
@@ -111,7 +106,7 @@ def test_a_fault_that_does_not_match_the_paging_mode_is_not_expressible() -> Non
 def test_nested_scenarios_are_reported_not_expressible() -> None:
     """Issue 8 item 5: nested scenarios are designed for, not built; they are listed with the reason."""
     program = _int3_program()
-    nested = Program(Setup(nesting=Nesting()), program.steps, program.profile, program.policy, program.options)
+    nested = attrs.evolve(program, setup=Setup(nesting=Nesting()))
     lowered = lower(nested, "c0")
     assert isinstance(lowered, NotExpressible)
     assert "nested" in lowered.reason
@@ -202,12 +197,9 @@ def test_missing_qemu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_a_userspace_injection_is_lowered_into_kvm_set_vcpu_events() -> None:
     """K-5.19-19: userspace puts a soft INT n into KVM's interrupt queue (soft = 1), as QEMU's KVM_SET_VCPU_EVENTS."""
     program = _int3_program()
-    injected = Program(
-        program.setup,
-        (Inject(InjectionSource.USERSPACE, Event(0x80, EventType.SOFT)), VectoringFault(FaultKind.NPF), Run()),
-        program.profile,
-        program.policy,
-        program.options,
+    injected = attrs.evolve(
+        program,
+        steps=(Inject(InjectionSource.USERSPACE, Event(0x80, EventType.SOFT)), VectoringFault(FaultKind.NPF), Run()),
     )
     lowered = lower(injected, "c0")
     assert isinstance(lowered, GuestCase)
@@ -218,13 +210,7 @@ def test_a_userspace_injection_is_lowered_into_kvm_set_vcpu_events() -> None:
 def test_an_injection_by_l1_is_not_expressible() -> None:
     """Nested injections need an L1 in the guest program (issue 8 item 5): reported, not run."""
     program = _int3_program()
-    injected = Program(
-        program.setup,
-        (Inject(InjectionSource.L1, Event(3, EventType.EXCEPTION)), Run()),
-        program.profile,
-        program.policy,
-        program.options,
-    )
+    injected = attrs.evolve(program, steps=(Inject(InjectionSource.L1, Event(3, EventType.EXCEPTION)), Run()))
     lowered = lower(injected, "c0")
     assert isinstance(lowered, NotExpressible)
     assert "L1" in lowered.reason
