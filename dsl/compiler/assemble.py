@@ -10,6 +10,7 @@ Encodings: AMD APM vol. 3; the tests decode every form with iced-x86 to check it
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from dsl.engine.vocab import CpuMode
 from dsl.errors import Loc
@@ -82,9 +83,6 @@ NO_OPERANDS: dict[str, bytes] = {
     "popf": b"\x9d",
 }
 
-#: Instructions with operands, each handled by a function below.
-WITH_OPERANDS = ("int", "out", "in", "mov", "push", "pop", "bswap", "jmp", "call", "bound")
-
 #: Every mnemonic the assembler knows ("did you mean" candidates): the language's list, which this table covers.
 MNEMONICS: tuple[str, ...] = vocabulary.MNEMONICS
 
@@ -134,23 +132,11 @@ def _encode(insn: ast.Instruction, address: int, mode: CpuMode) -> bytes:
         if insn.operands:
             raise _shape(insn, "takes no operands")
         return NO_OPERANDS[mnemonic]
-    handlers = {
-        "int": _int,
-        "out": _out,
-        "in": _in,
-        "mov": _mov,
-        "push": _push_pop,
-        "pop": _push_pop,
-        "bswap": _bswap,
-        "jmp": _branch,
-        "call": _branch,
-        "bound": _bound,
-    }
-    if mnemonic not in handlers:
+    if mnemonic not in WITH_OPERANDS:
         raise AssembleError(
             insn.mnemonic.loc, f"unknown mnemonic '{mnemonic}'", "a mnemonic such as int3, into, int 0x80"
         )
-    return handlers[mnemonic](insn, address, mode)
+    return WITH_OPERANDS[mnemonic](insn, address, mode)
 
 
 def _shape(insn: ast.Instruction, problem: str) -> AssembleError:
@@ -345,3 +331,18 @@ def _memory_operand(insn: ast.Instruction, opcode: int, reg: int, memory: ast.Me
     sib_index = 4 if index is None else index & 7
     sib = (scales[memory.scale] << 6) | (sib_index << 3) | sib_base
     return prefix + rex + bytes([opcode, _modrm(mod, reg, 4), sib]) + disp_bytes
+
+
+#: Instructions with operands, each handled by one of the functions above.
+WITH_OPERANDS: dict[str, Callable[[ast.Instruction, int, CpuMode], bytes]] = {
+    "int": _int,
+    "out": _out,
+    "in": _in,
+    "mov": _mov,
+    "push": _push_pop,
+    "pop": _push_pop,
+    "bswap": _bswap,
+    "jmp": _branch,
+    "call": _branch,
+    "bound": _bound,
+}
