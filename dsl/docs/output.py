@@ -6,19 +6,17 @@ would change. A manifest lists the files the last build wrote, so files of pages
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
 import attrs
+
+from dsl.runtime.genfiles import write_atomically
 
 #: Lists the files of the last build, one relative path per line.
 MANIFEST = ".svmdsl-docs"
 #: A stale file's diff is cut after this many lines (the summary still names every file).
 DIFF_LINES_PER_FILE = 12
 ENCODING = "utf-8"
-#: Pages are meant to be read by anyone (mkstemp creates files readable by the owner only).
-FILE_MODE = 0o644
 
 
 class OutputError(Exception):
@@ -74,7 +72,7 @@ def write(files: dict[str, str], out_dir: Path) -> Changes:
     changes = compare(files, out_dir)
     wanted = _with_manifest(files)
     for name in (*changes.added, *changes.changed):
-        _write_atomically(_inside(out_dir, name), wanted[name])
+        write_atomically(_inside(out_dir, name), wanted[name])
     for name in changes.removed:
         target = _inside(out_dir, name)
         target.unlink(missing_ok=True)
@@ -119,20 +117,6 @@ def _diff(name: str, current: bytes, wanted: str) -> str:
     if len(lines) > DIFF_LINES_PER_FILE:
         lines = [*lines[:DIFF_LINES_PER_FILE], f"… ({len(lines) - DIFF_LINES_PER_FILE} more diff lines)"]
     return "\n".join(lines)
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Write to a temporary file next to `target`, then rename it over: readers never see half a page."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding=ENCODING, newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, FILE_MODE)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _prune_empty(folder: Path, out_dir: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsl.runtime.genfiles import Change, apply, compose, plan, read_header, unified_diff
+from dsl.runtime.genfiles import FILE_MODE, Change, apply, compose, plan, read_header, unified_diff, write_atomically
 
 BODY = '"""A generated module."""\n\nX = 1\n'
 
@@ -67,6 +67,14 @@ def test_apply_writes_exact_content_with_unix_newlines(tmp_path: Path) -> None:
     apply(plan(out, {"test_x.py": content}))
     assert (out / "test_x.py").read_bytes() == content.encode()
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_written_files_are_readable_by_anyone_and_their_folders_created(tmp_path: Path) -> None:
+    """mkstemp alone leaves the file owner-only: `svmdsl gen`, `fmt` and `docs` all write through here."""
+    target = tmp_path / "new" / "folder" / "page.html"
+    write_atomically(target, "text\n")
+    assert target.read_text() == "text\n"
+    assert target.stat().st_mode & 0o777 == FILE_MODE
 
 
 def test_diff_names_the_file_relative_to_the_output_folder(tmp_path: Path) -> None:
