@@ -22,7 +22,7 @@ from dsl.errors import SvmError
 from dsl.runtime.discover import ScenarioFile, scenario_files
 from dsl.runtime.loader import LoadedFile, load
 from dsl.runtime.runner import find_case
-from dsl.runtime.session import GUEST_VISIBLE, Entry, FileError, run_paths
+from dsl.runtime.session import GUEST_VISIBLE, Entry, FileError, policy_order, run_paths
 from dsl.runtime.values import show
 from dsl.runtime.verdict import Verdict
 from dsl.syntax import ast
@@ -201,9 +201,8 @@ def _unplace(message: str, loaded: LoadedFile, relative: str) -> str:
 
 
 def _policies(views: list[FileView]) -> tuple[str, ...]:
-    order = {policy.value: index for index, policy in enumerate(PolicyName)}
     found = {case.policy for view in views for scenario in view.scenarios for case in scenario.cases}
-    return tuple(sorted(found, key=lambda name: (order.get(name, len(order)), name)))
+    return tuple(sorted(found, key=policy_order))
 
 
 def _tags(views: list[FileView]) -> tuple[str, ...]:

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import attrs
 
-from dsl.engine.vocab import PolicyName
-from dsl.runtime.session import Entry, RunReport
+from dsl.runtime.session import Entry, RunReport, policy_order
 from dsl.runtime.term import Colour, Painter
 from dsl.runtime.verdict import CaseResult, Verdict
 
@@ -29,9 +28,7 @@ def render(report: RunReport, paint: Painter, *, trace: bool = True) -> str:
 
 
 def _policies(report: RunReport) -> list[str]:
-    order = {p.value: i for i, p in enumerate(PolicyName)}
-    present = {e.result.key.policy for e in report.entries}
-    return sorted(present, key=lambda name: (order.get(name, len(order)), name))
+    return sorted({e.result.key.policy for e in report.entries}, key=policy_order)
 
 
 def _row_label(entry: Entry) -> str:

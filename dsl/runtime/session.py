@@ -37,6 +37,14 @@ GUEST_VISIBLE: tuple[Observable, ...] = (
 )
 
 
+_POLICY_INDEX: dict[str, int] = {p.value: i for i, p in enumerate(PolicyName)}
+
+
+def policy_order(name: str) -> tuple[int, str]:
+    """Sort key for policy names: the vocabulary's order, names it does not know last (alphabetically)."""
+    return (_POLICY_INDEX.get(name, len(_POLICY_INDEX)), name)
+
+
 @attrs.frozen
 class Entry:
     """One case's result in a run, with the topic of its file and the profile override it ran under."""
@@ -108,7 +116,6 @@ class RunReport:
 
     def per_policy(self) -> dict[str, PolicyTally]:
         """Tallies per policy, in the vocabulary's policy order."""
-        order = {p.value: i for i, p in enumerate(PolicyName)}
         tallies: dict[str, PolicyTally] = {}
         for entry in self.entries:
             tally = tallies.get(entry.result.key.policy, PolicyTally())
@@ -122,7 +129,7 @@ class RunReport:
                 pending=tally.pending + entry.pending,
                 divergences=tally.divergences + bool(entry.diverges),
             )
-        return dict(sorted(tallies.items(), key=lambda item: order.get(item[0], len(order))))
+        return dict(sorted(tallies.items(), key=lambda item: policy_order(item[0])))
 
 
 def run_paths(
