@@ -49,7 +49,6 @@ LANE_WIDTH = 170
 HEADER_HEIGHT = 44
 ROW_HEIGHT = 34
 FOOTER = 16
-BOX_HEIGHT = 28
 BOX_INSET = 12
 #: Average width of a character of the labels' 11-pixel font: labels are cut to the room they have.
 CHAR_WIDTH = 6.2

@@ -7,13 +7,11 @@ import sys
 
 from dsl.engine.catalog import policies, profiles
 from dsl.errors import SvmError
+from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
 from dsl.runtime.discover import scenario_files
 from dsl.runtime.genfiles import write_atomically
 from dsl.runtime.loader import display_path, load
 from dsl.syntax.formatter import format_text
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def check_command(args: argparse.Namespace) -> int:

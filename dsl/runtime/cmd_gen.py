@@ -26,13 +26,12 @@ from dsl.compiler.generate import (
     render_module,
     slug,
 )
+from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
 from dsl.runtime.discover import ScenarioFile, scenario_files
 from dsl.runtime.genfiles import Change, compose, plan, read_header, unified_diff
 from dsl.runtime.genfiles import apply as apply_plan
 from dsl.runtime.loader import LoadedFile, load
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 CONFTEST = "conftest.py"
 
 

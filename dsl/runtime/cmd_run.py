@@ -7,11 +7,9 @@ import os
 import sys
 
 from dsl.runtime import report_json, report_text
+from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
 from dsl.runtime.session import run_paths
 from dsl.runtime.term import Painter, Progress, wants_colour
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def run_command(args: argparse.Namespace) -> int:

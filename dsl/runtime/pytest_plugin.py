@@ -111,17 +111,7 @@ class SvmFile(pytest.File):
                 if name in taken:  # two titles with the same slug: the line keeps them apart
                     name = f"{slug(case.scenario)}_line{scenario.loc.line}[{detail}]"
                 taken.add(name)
-                item: SvmItem = SvmItem.from_parent(
-                    self,
-                    name=name,
-                    scenario=case.scenario,
-                    policy=case.policy.value,
-                    row=case.row,
-                    line=case.loc.line,
-                    title=case.display_title,
-                    case=case,
-                    loaded=loaded,
-                )
+                item: SvmItem = SvmItem.from_parent(self, name=name, case=case, loaded=loaded)
                 for tag in case.tags:
                     item.add_marker(_registered_marker(self.config, tag))
                 if PENDING_TAG in case.tags:  # the same as the generated modules do
@@ -140,28 +130,19 @@ class SvmItem(pytest.Item):
     """One case: runs through `runner.execute`, exactly like `svmdsl run` and (via `run_case`) the generated
     modules."""
 
-    def __init__(
-        self,
-        *,
-        scenario: str,
-        policy: str,
-        row: int | None,
-        line: int,
-        title: str,
-        case: Case,
-        loaded: LoadedFile,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, case: Case, loaded: LoadedFile, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # The case found at collection: running it is what `run_case` would do after finding it again.
         self.case = case
         self.loaded = loaded
-        self.scenario = scenario
-        self.title = title
-        self.policy = policy
-        self.row = row
-        self.line = line
-        self.user_properties.append((CASE_PROPERTY, f"{self.path.as_posix()}|{scenario}|{policy}|{row or ''}"))
+        self.scenario = case.scenario
+        self.title = case.display_title
+        self.policy = case.policy.value
+        self.row = case.row
+        self.line = case.loc.line
+        self.user_properties.append(
+            (CASE_PROPERTY, f"{self.path.as_posix()}|{self.scenario}|{self.policy}|{self.row or ''}")
+        )
 
     def runtest(self) -> None:
         result = execute(self.case, self.loaded)
