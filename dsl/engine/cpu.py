@@ -12,6 +12,7 @@ from dsl.engine.decode import LEGACY_PREFIXES, LOCK_PREFIX, MAX_INSN_LENGTH, OPC
 from dsl.engine.delivery import deliver, iret
 from dsl.engine.exits import Exit, profile_of, vmexit
 from dsl.engine.machine import (
+    ADDRESS_MASK_16,
     RFLAGS_IF,
     RFLAGS_OF,
     RFLAGS_TF,
@@ -34,7 +35,6 @@ from dsl.engine.vocab import (
 
 #: #PF error code of an instruction fetch from a non-present page (I/D bit).
 PF_FETCH_ERROR = 0x10
-MASK_16 = 0xFFFF
 #: Exits an instruction intercept produces, by instruction kind (H-18).
 _INTERCEPT_EXIT: dict[InsnKind, ExitCode] = {
     InsnKind.HLT: ExitCode.HLT,
@@ -194,7 +194,7 @@ def execute(m: Machine) -> Exit | None:
         m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {linear:#x} not armed by VMRUN")
     m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({code[: insn.length].hex(' ')})")
     next_ip = rip + insn.length
-    if m.mode.bitness == 16 and next_ip > MASK_16:
+    if m.mode.bitness == 16 and next_ip > ADDRESS_MASK_16:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
         m.set_anomaly(Outcome.UNSPECIFIED)
     next_ip &= m.rip_mask()

@@ -14,7 +14,7 @@ import attrs
 
 from dsl.engine import events
 from dsl.engine.profiles import Profile
-from dsl.engine.program import DEFAULT_RFLAGS, Event, IdtGate, Program, VectoringFault
+from dsl.engine.program import DEFAULT_RFLAGS, IdtGate, Program, VectoringFault
 from dsl.engine.result import (
     RFLAGS_RF,
     Action,
@@ -433,10 +433,6 @@ class Machine:
                 self.deferred_entry,
             )
         )
-
-    def new_event(self, event: Event) -> int:
-        """EVENTINJ encoding of an Event."""
-        return events.encode(event.vector, event.type, event.error_code)
 
     def clear_rf(self) -> Change | None:
         """Clear RFLAGS.RF in the current VMCB; None when it was already clear."""

@@ -94,6 +94,7 @@ def build(program: Program) -> Machine:
     )
     nested = setup.nesting is not None
     hardware = PROFILES[program.profile]
+    policy = POLICIES[program.policy]
     m = Machine(
         program=program,
         hardware=hardware,
@@ -108,8 +109,8 @@ def build(program: Program) -> Machine:
         missing={PageTable.GUEST: set(), PageTable.HOST: set()},
         idt={gate.vector: gate for gate in setup.idt},
         breakpoints={},
-        instruction_intercepts=POLICIES[program.policy].intercepted_instructions,
-        exception_intercepts=POLICIES[program.policy].intercepted_exceptions(program.options.protection),
+        instruction_intercepts=policy.intercepted_instructions,
+        exception_intercepts=policy.intercepted_exceptions(program.options.protection),
     )
     for code in setup.code:
         m.write(code.address, code.data)

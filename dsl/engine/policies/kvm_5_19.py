@@ -7,9 +7,9 @@ Hooks are named after the KVM functions they model (`svm_skip_emulated_instructi
 from __future__ import annotations
 
 from dsl.engine import events
-from dsl.engine.cpu import Exit
+from dsl.engine.cpu import PF_FETCH_ERROR, Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, KvmDecode, kvm_decode
-from dsl.engine.machine import Machine, Vmcb
+from dsl.engine.machine import ADDRESS_MASK_16, Machine, Vmcb
 from dsl.engine.policies.base import (
     NestedState,
     Policy,
@@ -37,11 +37,6 @@ from dsl.engine.vocab import (
     Protection,
     Vector,
 )
-
-#: #PF error code KVM's decoder raises for a fetch from a non-present page (I/D bit).
-PF_FETCH_ERROR = 0x10
-VC_VECTOR = 29  # #VC is never re-injected (K-5.19-14)
-MASK_16 = 0xFFFF
 
 
 class Kvm519(Policy):
@@ -116,7 +111,7 @@ class Kvm519(Policy):
         if not self.opcode_matches(m, decoded, soft_vector):
             return False
         new_rip = vmcb.rip + decoded.length
-        if m.mode.bitness == 16 and new_rip > MASK_16:
+        if m.mode.bitness == 16 and new_rip > ADDRESS_MASK_16:
             m.log(Actor.L0, Action.NOTE, "H-32", "the skip overflows a 16-bit IP: KVM's behaviour is not described")
             m.set_anomaly(Outcome.UNSPECIFIED)
         if m.mode is not CpuMode.LONG_64:
@@ -243,7 +238,7 @@ class Kvm519(Policy):
         if event_type is EventType.NMI:
             requeue(m, "K-5.19-13", chain, nmi=True)
         elif event_type is EventType.EXCEPTION:
-            if vector == VC_VECTOR:
+            if vector == Vector.VC:  # #VC is never re-injected (K-5.19-14)
                 return
             if events.is_soft_exception(vector):
                 if vector == Vector.BP and int3 and m.is_linear_rip(kvm.int3_rip):

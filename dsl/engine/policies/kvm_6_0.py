@@ -17,14 +17,13 @@ from dsl.engine.policies.base import (
     copy_event_inj,
     drop,
     in_flight_is_subject,
+    is_soft_encoding,
     requeue,
     write_event_inj,
 )
 from dsl.engine.policies.kvm_5_19 import Kvm519, restore_fresh
 from dsl.engine.result import Action, SoftIntRecord
 from dsl.engine.vocab import Actor, EventType, PolicyName, Vector
-
-VC_VECTOR = 29
 
 
 class Kvm60(Kvm519):
@@ -167,7 +166,7 @@ class Kvm60(Kvm519):
             requeue(m, "K-6.0-9", chain, nmi=True)
             kvm.nmi_l1_to_l2 = l1nmi
         elif event_type is EventType.EXCEPTION:
-            if vector != VC_VECTOR:
+            if vector != Vector.VC:
                 requeue(m, "K-6.0-9", chain, exception=(vector, error))
         elif event_type is EventType.INTR:
             requeue(m, "K-6.0-9", chain, interrupt=(vector, False))
@@ -218,7 +217,7 @@ class Kvm60(Kvm519):
         kvm, cached = m.kvm, m.kvm.vmcb12
         value = cached.event_inj
         kvm.nmi_l1_to_l2 = events.is_valid(value) and events.event_type_of(value) is EventType.NMI
-        if not (events.is_valid(value) and events.is_soft(events.event_type_of(value), events.vector_of(value))):
+        if not (events.is_valid(value) and is_soft_encoding(value)):
             return
         rule = "K-6.0-20"
         csbase = cs_base

@@ -14,7 +14,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from dsl.engine import events
-from dsl.engine.cpu import Exit
+from dsl.engine.cpu import PF_FETCH_ERROR, Exit
 from dsl.engine.decode import MAX_INSN_LENGTH, InsnKind, cpu_decode
 from dsl.engine.machine import Machine
 from dsl.engine.policies.base import (
@@ -53,8 +53,6 @@ VBOX_UNDESCRIBED = "virtualbox [U]"
 
 #: Exception intercepts are exit codes 0x40-0x5F, one per vector (APM Appendix C).
 EXCEPTION_EXIT_COUNT = 32
-#: #PF error code of an instruction fetch from a non-present page (I/D bit), as IEM raises it.
-PF_FETCH_ERROR = 0x10
 #: What IEM raises for bytes that do not form a valid instruction (H-27, H-28).
 _IEM_FAULT: dict[InsnKind, tuple[int, int | None]] = {InsnKind.UD: (Vector.UD, None), InsnKind.TOO_LONG: (Vector.GP, 0)}
 
