@@ -11,6 +11,7 @@ import difflib
 import enum
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -144,14 +145,19 @@ def apply(gen_plan: GenPlan) -> None:
 def write_atomically(path: Path, text: str) -> None:
     """Write through a temporary file in the same folder and rename it, so no reader sees half a file.
 
-    Missing parent folders are created; the file gets FILE_MODE (mkstemp alone would leave it owner-only).
+    Missing parent folders are created. A file that exists keeps its permission bits (`fmt` rewriting a
+    user's `.svm` must not change them); a new one gets FILE_MODE (mkstemp alone would leave it owner-only).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
-        os.chmod(tmp, FILE_MODE)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -83,3 +83,13 @@ def test_diff_names_the_file_relative_to_the_output_folder(tmp_path: Path) -> No
     diff = unified_diff(change, "generated/")
     assert diff.startswith("--- a/generated/test_x.py\n+++ b/generated/test_x.py\n")
     assert "+Z = 0" in diff
+
+
+def test_rewriting_a_file_keeps_its_permission_bits(tmp_path: Path) -> None:
+    """`svmdsl fmt` rewrites a user's .svm in place: an executable or group-writable file stays so."""
+    target = tmp_path / "scenario.svm"
+    target.write_text("old\n")
+    target.chmod(0o664)
+    write_atomically(target, "new\n")
+    assert target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o664
