@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from dsl.engine.vocab import GateType, Vector
+from dsl.engine.vocab import VECTORS_WITH_ERROR_CODE, GateType
 
 #: Guest memory size; must match MEM_SIZE in tools/qemu-kvm/guest/svmrun.c.
 GUEST_MEMORY = 0x400000
@@ -36,17 +36,8 @@ STACK_PAGE = STACK_TOP - PAGE
 REAL_STACK_BASE = 0x78000
 REAL_PARAGRAPH = 16
 VECTORS = 256
-#: The architecture pushes an error code for these exception vectors (APM vol. 2 §8.2); INT n never does.
-ERROR_CODE_VECTORS: tuple[int, ...] = (
-    Vector.DF,
-    Vector.TS,
-    Vector.NP,
-    Vector.SS,
-    Vector.GP,
-    Vector.PF,
-    Vector.AC,
-    Vector.CP,
-)
+#: The architecture pushes an error code for these exception vectors; INT n never does.
+ERROR_CODE_VECTORS: tuple[int, ...] = VECTORS_WITH_ERROR_CODE
 
 HLT = b"\xf4"
 IRET = b"\xcf"
