@@ -7,12 +7,13 @@ more than 15 bytes is #GP, H-23, H-27, H-28), while KVM's decoder only finds the
 
 from __future__ import annotations
 
-import enum
 import functools
 
 import attrs
 import iced_x86
 from iced_x86 import Code, FlowControl, Mnemonic, OpKind, Register
+
+from dsl.engine.vocab import IdentityEnum
 
 #: An instruction is at most 15 bytes long (H-27).
 MAX_INSN_LENGTH = 15
@@ -29,7 +30,7 @@ OPCODE_INTO = 0xCE
 LONG_MODE_BITS = 64
 
 
-class InsnKind(enum.Enum):
+class InsnKind(IdentityEnum):
     """What an instruction means to the model."""
 
     INT3 = "int3"
@@ -49,10 +50,6 @@ class InsnKind(enum.Enum):
     JUMP = "jump"
     CALL = "call"
     OTHER = "other"
-
-    # Members are singletons compared by identity: hash them by identity too, in C. Enum's own __hash__ is Python
-    # code, and the CPU looks kinds up in its intercept and event tables for every instruction.
-    __hash__ = object.__hash__
 
 
 @attrs.frozen

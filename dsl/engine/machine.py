@@ -66,8 +66,8 @@ QUEUE_ACTIONS: tuple[Action, ...] = (
     Action.FAIL,
     Action.REFLECT,
 )
-#: The same members by identity: every trace entry asks, and hashing an Enum member runs Python code.
-_QUEUE_ACTION_IDS: frozenset[int] = frozenset(id(action) for action in QUEUE_ACTIONS)
+#: The same members as a set: every trace entry asks.
+_QUEUE_ACTION_SET: frozenset[Action] = frozenset(QUEUE_ACTIONS)
 
 
 @functools.cache
@@ -391,7 +391,7 @@ class Machine:
         Entries that can change KVM's event queue (QUEUE_ACTIONS) also report it when it changed since the last
         report, so the trace shows the queued event without a reader having to infer it from the actions.
         """
-        if id(action) in _QUEUE_ACTION_IDS:
+        if action in _QUEUE_ACTION_SET:
             shown = self.kvm.queue.describe()
             if shown != self.queue_shown:
                 changes = (*changes, _new_tuple(Change, ("queue", self.queue_shown, shown)))

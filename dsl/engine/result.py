@@ -6,19 +6,18 @@ Every record is immutable. `Result.observe(Observable.X, pick)` is the one gener
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 import attrs
 
-from dsl.engine.vocab import Actor, EventType, Evidence, Observable, Outcome, Pick, Vector
+from dsl.engine.vocab import Actor, EventType, Evidence, IdentityEnum, Observable, Outcome, Pick, Vector
 
 #: RFLAGS.RF (resume flag), bit 16.
 RFLAGS_RF = 1 << 16
 
 
-class Action(enum.Enum):
+class Action(IdentityEnum):
     """What a trace entry records. Names follow the spec's glossary (skip, unwind, re-stuff, requeue …)."""
 
     EXECUTE = "execute"  # the guest executes an instruction

@@ -9,6 +9,17 @@ from __future__ import annotations
 import enum
 
 
+class IdentityEnum(enum.Enum):
+    """An enum whose members hash by identity.
+
+    Members are singletons and compare by identity, so hashing them by identity (in C) keeps every dict and set
+    behaving as before; Enum's own `__hash__` (`hash(self._name_)`) is Python code, and the engine looks members
+    up in dicts (policies, profiles, page tables, observables) on every step of every run.
+    """
+
+    __hash__ = object.__hash__
+
+
 class Vector(enum.IntEnum):
     """Architectural exception vectors (APM vol. 2 §8.2). INT n may use any vector 0-255; these are the named ones."""
 
@@ -75,7 +86,7 @@ class EventType(enum.IntEnum):
 RESERVED_EVENT_TYPES: tuple[int, ...] = (1, 5, 6, 7)
 
 
-class CpuMode(enum.Enum):
+class CpuMode(IdentityEnum):
     """Guest execution mode (H-30). The value is the spelling used in scenarios."""
 
     REAL = "real"
@@ -100,14 +111,14 @@ class CpuMode(enum.Enum):
         return self is CpuMode.LONG_64
 
 
-class PagingMode(enum.Enum):
+class PagingMode(IdentityEnum):
     """How L0 virtualizes guest memory: which exit interrupts a delivery."""
 
     SHADOW = "shadow"  # npt=0: intercepted #PF, exit 0x4E
     NPT = "npt"  # npt=1: nested page fault, exit 0x400
 
 
-class Protection(enum.Enum):
+class Protection(IdentityEnum):
     """Guest memory/register protection (K-6.0-30, K-6.0-31, K-6.6-*)."""
 
     NONE = "none"
@@ -149,7 +160,7 @@ class ExitCode(enum.IntEnum):
 EXCEPTION_EXIT_BASE = 0x40
 
 
-class Level(enum.Enum):
+class Level(IdentityEnum):
     """Who handles something: the hypervisor on the hardware (L0), a nested hypervisor (L1), or the guest."""
 
     L0 = "L0"
@@ -157,7 +168,7 @@ class Level(enum.Enum):
     GUEST = "guest"
 
 
-class InjectionSource(enum.Enum):
+class InjectionSource(IdentityEnum):
     """Where an event injected by software (not raised by a guest instruction) comes from."""
 
     USERSPACE = "userspace"  # KVM_SET_VCPU_EVENTS (K-5.19-19)
@@ -165,7 +176,7 @@ class InjectionSource(enum.Enum):
     L1 = "L1"  # L1 writes vmcb12 EVENTINJ and executes VMRUN (K-6.0-20)
 
 
-class Evidence(enum.Enum):
+class Evidence(IdentityEnum):
     """Evidence tags of the specification (README § Evidence tags)."""
 
     VERIFIED = "V"
@@ -180,7 +191,7 @@ class Evidence(enum.Enum):
         return self in (Evidence.VERIFIED, Evidence.ARCH)
 
 
-class HardwareProfile(enum.Enum):
+class HardwareProfile(IdentityEnum):
     """What the CPU does (hardware.md). The value is the name used on the command line and in scenarios."""
 
     AMD_NRIPS = "amd-nrips"
@@ -188,7 +199,7 @@ class HardwareProfile(enum.Enum):
     QEMU_TCG = "qemu-tcg"
 
 
-class PolicyName(enum.Enum):
+class PolicyName(IdentityEnum):
     """What the hypervisor does (kvm.md, other-hypervisors.md). `kvm-mainline` is an alias, see ALIASES."""
 
     KVM_5_19 = "kvm-5.19"
@@ -232,7 +243,7 @@ def policy_names() -> tuple[str, ...]:
     return tuple(p.value for p in PolicyName) + tuple(POLICY_ALIASES)
 
 
-class FaultKind(enum.Enum):
+class FaultKind(IdentityEnum):
     """A fault that can cut an event delivery short (H-5, H-16). The value is the spelling used in scenarios."""
 
     PF = "#PF"  # guest page fault: intercepted under shadow paging (0x4E), by L1, or the guest's own
@@ -255,28 +266,28 @@ class FaultKind(enum.Enum):
         return ExitCode.for_exception(Vector[self.name])
 
 
-class PageTable(enum.Enum):
+class PageTable(IdentityEnum):
     """Which page tables a page's presence refers to."""
 
     GUEST = "guest"  # the guest's own page tables (a miss is a guest #PF)
     HOST = "host"  # L0's shadow or nested tables (a miss is an intercepted #PF or an #NPF)
 
 
-class GateType(enum.Enum):
+class GateType(IdentityEnum):
     """IDT gate type (APM vol. 2 §4.8): an interrupt gate also clears IF on delivery (H-36)."""
 
     INTERRUPT = "interrupt"
     TRAP = "trap"
 
 
-class SoftIntReading(enum.Enum):
+class SoftIntReading(IdentityEnum):
     """The two readings of K-6.19-6 for INT n with n >= 0x80 under the kvm-6.19 opcode check."""
 
     A = "A"  # the commit's stated rule: CD ib matches vector ib for every ib [V text]
     B = "B"  # the decoder sign-extends ib, so 0x80-0xFF never match [I] (default)
 
 
-class Actor(enum.Enum):
+class Actor(IdentityEnum):
     """Who performs a traced action."""
 
     GUEST = "guest"  # the guest L0 runs: the L2 guest when nested
@@ -286,7 +297,7 @@ class Actor(enum.Enum):
     USERSPACE = "userspace"  # the VMM process driving L0 (KVM_SET_VCPU_EVENTS, KVM_SET_NESTED_STATE)
 
 
-class Outcome(enum.Enum):
+class Outcome(IdentityEnum):
     """How the scenario's subject event ended (README glossary). The value is the spelling used in scenarios."""
 
     DELIVERED = "delivered"
@@ -328,7 +339,7 @@ _OUTCOME_DOCS: dict[Outcome, str] = {
 }
 
 
-class Observable(enum.Enum):
+class Observable(IdentityEnum):
     """What a scenario can `expect`. The value is the name used in scenarios (`expect next_rip == 0x1001`).
 
     VMRUN observables read the *focus* VMRUN: the last VMRUN whose EVENTINJ was valid (not counting an exception
@@ -424,7 +435,7 @@ _OBSERVABLE_DOCS: dict[Observable, str] = {
 }
 
 
-class Pick(enum.Enum):
+class Pick(IdentityEnum):
     """Which VMRUN, exit or delivery an observable reads (see Observable)."""
 
     FOCUS = "focus"

@@ -10,7 +10,6 @@ EVENTINJ but not NextRIP (XEN-7). Xen has no `nrips` parameter: only the CPU's N
 
 from __future__ import annotations
 
-import enum
 from types import MappingProxyType
 
 import attrs
@@ -39,6 +38,7 @@ from dsl.engine.vocab import (
     EventType,
     Evidence,
     ExitCode,
+    IdentityEnum,
     Level,
     Outcome,
     PageTable,
@@ -67,7 +67,7 @@ EXPECTED_INSTRUCTION: dict[int, InsnKind] = {
 _SOFT_EXCEPTION_INSTRUCTION: dict[int, InsnKind] = {Vector.BP: InsnKind.INT3, Vector.OF: InsnKind.INTO}
 
 
-class XenEventKind(enum.Enum):
+class XenEventKind(IdentityEnum):
     """Xen's event types (X86_EVENTTYPE_*): finer than EVENTINJ's TYPE, which is what Xen derives it from."""
 
     EXT_INTR = "external interrupt"
