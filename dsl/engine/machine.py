@@ -16,6 +16,7 @@ from dsl.engine import events
 from dsl.engine.profiles import Profile
 from dsl.engine.program import DEFAULT_RFLAGS, IdtGate, Program, VectoringFault
 from dsl.engine.result import (
+    NO_SOFT_INT,
     RFLAGS_RF,
     Action,
     Change,
@@ -181,7 +182,7 @@ class Kvm:
     next_rip: int = 0  # svm->next_rip
     int3_injected: int = 0
     int3_rip: int = 0
-    soft_int: SoftIntRecord = attrs.Factory(SoftIntRecord)
+    soft_int: SoftIntRecord = NO_SOFT_INT  # shared: the record is immutable, every change replaces it
     nmi_l1_to_l2: bool = False
     nmi_masked: bool = False  # HF_NMI_MASK of the vCPU (L1's when nested)
     queue: EventQueue = attrs.Factory(EventQueue)

@@ -79,6 +79,10 @@ class SoftIntRecord:
     next_rip: int = 0
 
 
+#: The empty record (nothing injected): one shared instance, as the record is immutable.
+NO_SOFT_INT = SoftIntRecord()
+
+
 @attrs.frozen
 class VmrunRecord:
     """The VMCB as a VMRUN consumed it (H-5, H-6), with KVM's bookkeeping at that moment."""
@@ -92,7 +96,7 @@ class VmrunRecord:
     interrupt_shadow: bool
     nested: bool  # a VMRUN of vmcb02 (L2) rather than of the guest / L1
     exits_before: int  # how many #VMEXITs happened before this VMRUN
-    soft_int: SoftIntRecord = SoftIntRecord()
+    soft_int: SoftIntRecord = NO_SOFT_INT
     int3_injected: int = 0
     int3_rip: int = 0
     failed: bool = False  # the VMRUN failed its consistency checks (VMEXIT_INVALID)

@@ -71,8 +71,8 @@ _INSTRUCTION_EXITS: tuple[int, ...] = (ExitCode.HLT, ExitCode.CPUID, ExitCode.IO
 def run(program: Program) -> Result:
     """Run one Program under its hardware profile and policy and return what was observed."""
     validate(program)
-    m = build(program)
     policy = POLICIES[program.policy]
+    m = build(program, policy)
     policy.vm_init(m)
     for index, step in enumerate(program.steps):
         if _stopped(m):
@@ -82,8 +82,9 @@ def run(program: Program) -> Result:
     return _result(m, policy)
 
 
-def build(program: Program) -> Machine:
-    """The vCPU before the first step: the set-up's registers in the VMCB the guest runs with."""
+def build(program: Program, policy: Policy) -> Machine:
+    """The vCPU before the first step: the set-up's registers in the VMCB the guest runs with, under `policy`
+    (the program's, looked up once by `run`)."""
     setup = program.setup
     guest = Vmcb(
         rip=setup.rip,
@@ -94,7 +95,6 @@ def build(program: Program) -> Machine:
     )
     nested = setup.nesting is not None
     hardware = PROFILES[program.profile]
-    policy = POLICIES[program.policy]
     m = Machine(
         program=program,
         hardware=hardware,
@@ -392,25 +392,26 @@ def _settled(m: Machine) -> bool:
 
 def _result(m: Machine, policy: Policy) -> Result:
     outcome = classify(m)
+    # Positional, in field order (outcome … trace): keyword binding of 18 arguments costs half as much again.
     return Result(
-        outcome=outcome,
-        evidence=weakest(m.rules, policy.evidence),
-        vmruns=tuple(m.vmruns),
-        exits=tuple(m.exits),
-        deliveries=tuple(m.deliveries),
-        requeued=tuple(m.requeued),
-        vmcb12_exits=tuple(m.vmcb12_exits),
-        subject_vector=m.subject.vector if m.subject is not None else None,
-        spurious_db=m.spurious_db,
-        pending_exception=m.pending_exception_seen,
-        l1_nmi_masked=m.l1_nmi_masked,
-        debug_exits=m.debug_exits,
-        emulation_failures=m.kvm.insn_emulation_fail,
-        final_rip=m.vmcb.rip,
-        outcome_rules=tuple(m.rules),
-        tracepoints=tuple(m.tracepoints),
-        notes=tuple(m.notes),
-        trace=tuple(m.trace),
+        outcome,
+        weakest(m.rules, policy.evidence),
+        tuple(m.vmruns),
+        tuple(m.exits),
+        tuple(m.deliveries),
+        tuple(m.requeued),
+        tuple(m.vmcb12_exits),
+        m.subject.vector if m.subject is not None else None,  # subject_vector
+        m.spurious_db,
+        m.pending_exception_seen,
+        m.l1_nmi_masked,
+        m.debug_exits,
+        m.kvm.insn_emulation_fail,  # emulation_failures
+        m.vmcb.rip,  # final_rip
+        tuple(m.rules),  # outcome_rules
+        tuple(m.tracepoints),
+        tuple(m.notes),
+        tuple(m.trace),
     )
 
 
