@@ -7,6 +7,7 @@ explorer. Names follow the AMD APM and the KVM sources so that a hypervisor engi
 from __future__ import annotations
 
 import enum
+import functools
 
 
 class IdentityEnum(enum.Enum):
@@ -96,7 +97,8 @@ class CpuMode(IdentityEnum):
     COMPAT_32 = "compat32"
     COMPAT_16 = "compat16"
 
-    @property
+    # Cached on the member after the first use: the engine asks several times per guest instruction.
+    @functools.cached_property
     def bitness(self) -> int:
         """Code size: 16, 32 or 64 (decode mode and RIP width)."""
         if self is CpuMode.LONG_64:
