@@ -127,19 +127,44 @@ def _kind(insn: iced_x86.Instruction) -> InsnKind:
 _NEAR_BRANCH_KINDS: tuple[int, ...] = (OpKind.NEAR_BRANCH16, OpKind.NEAR_BRANCH32, OpKind.NEAR_BRANCH64)
 
 
-@functools.lru_cache(maxsize=4096)
 def cpu_decode(code: bytes, bitness: int, ip: int) -> Insn:
-    """Decode as the CPU executes: invalid encodings are #UD, over-long ones #GP (H-27, H-28, H-23)."""
+    """Decode as the CPU executes: invalid encodings are #UD, over-long ones #GP (H-27, H-28, H-23).
+
+    Most instructions decode the same at any address: those are cached by bytes and mode alone, so scenarios that
+    place the same code at different addresses share the decode. Branches and RIP-relative operands (their target
+    and text name an absolute address) are decoded again at `ip`.
+    """
+    insn, ip_relative = _decode_anywhere(code, bitness)
+    return _decode_at(code, bitness, ip) if ip_relative else insn
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_anywhere(code: bytes, bitness: int) -> tuple[Insn, bool]:
+    """The instruction decoded at address 0, and whether it refers to its own address."""
+    return _decode(code, bitness, 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_at(code: bytes, bitness: int, ip: int) -> Insn:
+    return _decode(code, bitness, ip)[0]
+
+
+def _decode(code: bytes, bitness: int, ip: int) -> tuple[Insn, bool]:
+    """The instruction decoded at `ip`, and whether it refers to its own address (a near branch's target or a
+    RIP-relative memory operand, both shown as absolute addresses)."""
     decoder = iced_x86.Decoder(bitness, code, ip=ip)
     insn = decoder.decode()
     if insn.is_invalid:
         if _too_long(code, bitness):
-            return Insn(InsnKind.TOO_LONG, MAX_INSN_LENGTH, "(longer than 15 bytes)")
-        return Insn(InsnKind.UD, insn.len, "(invalid)")
+            return Insn(InsnKind.TOO_LONG, MAX_INSN_LENGTH, "(longer than 15 bytes)"), False
+        return Insn(InsnKind.UD, insn.len, "(invalid)"), False
     kind = _kind(insn)
     target = insn.near_branch_target if kind in (InsnKind.JUMP, InsnKind.CALL) else None
     imm8 = insn.immediate8 if kind is InsnKind.INT_N else 0
-    return Insn(kind, insn.len, _FORMATTER.format(insn), imm8, target)
+    ip_relative = insn.is_ip_rel_memory_operand or any(
+        insn.op_kind(operand) in _NEAR_BRANCH_KINDS for operand in range(insn.op_count)
+    )
+    return Insn(kind, insn.len, _FORMATTER.format(insn), imm8, target), ip_relative
 
 
 def _too_long(code: bytes, bitness: int) -> bool:
