@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from dsl.runtime.pytest_plugin import CASE_PROPERTY
+from dsl.runtime.pytest_items import CASE_PROPERTY
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"

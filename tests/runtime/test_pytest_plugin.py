@@ -177,3 +177,16 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     monkeypatch.setattr(loader, "lower_file", unlowerable)
     project.runpytest().assert_outcomes(passed=2)
     clear_cache()
+
+
+def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(pytester: pytest.Pytester) -> None:
+    """The plugin is loaded wherever svmdsl is installed: plain Python test runs must not pay for the engine."""
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            assert not [name for name in sys.modules if name.startswith(("dsl.engine", "dsl.compiler", "lark"))]
+        """
+    )
+    pytester.runpytest_subprocess("-p", "svmdsl").assert_outcomes(passed=1)

@@ -13,7 +13,7 @@ import pytest
 
 import dsl
 from dsl.runtime.loader import clear_cache, load
-from dsl.runtime.pytest_plugin import SvmCaseFailed
+from dsl.runtime.pytest_items import SvmCaseFailed
 from dsl.runtime.runner import run_case
 from dsl.runtime.session import run_paths
 from dsl.runtime.term import Colour, Painter, Progress, wants_colour

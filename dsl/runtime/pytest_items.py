@@ -1,0 +1,120 @@
+"""The pytest nodes of a `.svm` file: `SvmFile` (a collector) and `SvmItem` (one case).
+
+Imported by `dsl.runtime.pytest_plugin` on the first `.svm` file it collects, so that a pytest run without
+scenario files never loads the compiler and the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _pytest._code.code import TerminalRepr, TracebackStyle
+
+from dsl.compiler.generate import PENDING_TAG, marker_name, slug
+from dsl.compiler.lowered import Case
+from dsl.runtime.disk_cache import default_folder
+from dsl.runtime.loader import LoadedFile, load
+from dsl.runtime.runner import execute
+from dsl.runtime.suite import PENDING
+from dsl.runtime.verdict import CaseResult, Verdict
+
+#: The user property that names an item's case (`file|scenario|policy|row`), for reports and tools.
+CASE_PROPERTY = "svm_case"
+
+
+_MARKS = pytest.StashKey[dict[str, pytest.MarkDecorator]]()
+
+
+def _mark(config: pytest.Config, tag: str) -> pytest.MarkDecorator:
+    """The marker a tag becomes, registered once per session (so `--strict-markers` accepts it) and shared by
+    every item with that tag."""
+    marks = config.stash.setdefault(_MARKS, {})
+    name = marker_name(tag)
+    if (mark := marks.get(name)) is None:
+        config.addinivalue_line("markers", f"{name}: scenarios tagged {tag}")
+        mark = marks[name] = getattr(pytest.mark, name)
+    return mark
+
+
+class SvmCollectionError(Exception):
+    """A scenario file that cannot be parsed, checked or lowered; the message is the rendered diagnostic."""
+
+
+class SvmCaseFailed(Exception):
+    """A case that did not hold; carries its result for `repr_failure`."""
+
+    def __init__(self, result: CaseResult) -> None:
+        super().__init__(result.explain())
+        self.result = result
+
+    def __reduce__(self) -> tuple[type[SvmCaseFailed], tuple[CaseResult]]:
+        return (SvmCaseFailed, (self.result,))  # pickles with its result (pytest-xdist)
+
+
+class SvmFile(pytest.File):
+    """A `.svm` file: one item per case."""
+
+    def collect(self) -> Iterator[SvmItem]:
+        loaded = load(self.path, disk=default_folder())
+        if loaded.error is not None or loaded.lowered is None:
+            raise SvmCollectionError(loaded.error.render() if loaded.error is not None else "cannot be loaded")
+        taken: set[str] = set()
+        for scenario in loaded.lowered.scenarios:
+            readable = slug(scenario.name)
+            for case in scenario.cases:
+                detail = case.policy.value if case.row is None else f"{case.policy.value}-row{case.row}"
+                name = f"{readable}[{detail}]"
+                if name in taken:  # two titles with the same slug: the line keeps them apart
+                    name = f"{readable}_line{scenario.loc.line}[{detail}]"
+                taken.add(name)
+                item: SvmItem = SvmItem.from_parent(self, name=name, case=case, loaded=loaded)
+                for tag in case.tags:
+                    item.add_marker(_mark(self.config, tag))
+                if PENDING_TAG in case.tags:  # the same as the generated modules do
+                    item.add_marker(PENDING)
+                item.extra_keyword_matches.update((case.scenario, case.display_title))
+                yield item
+
+    # pytest's own Collector narrows Node.repr_failure the same way (no `style`).
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
+        if isinstance(excinfo.value, SvmCollectionError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+class SvmItem(pytest.Item):
+    """One case: runs through `runner.execute`, exactly like `svmdsl run` and (via `run_case`) the generated
+    modules."""
+
+    def __init__(self, *, case: Case, loaded: LoadedFile, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The case found at collection: running it is what `run_case` would do after finding it again.
+        self.case = case
+        self.loaded = loaded
+        self.scenario = case.scenario
+        self.title = case.display_title
+        self.policy = case.policy.value
+        self.row = case.row
+        self.line = case.loc.line
+        self.user_properties.append(
+            (CASE_PROPERTY, f"{self.path.as_posix()}|{self.scenario}|{self.policy}|{self.row or ''}")
+        )
+
+    def runtest(self) -> None:
+        result = execute(self.case, self.loaded)
+        if result.verdict is not Verdict.HELD:
+            raise SvmCaseFailed(result)
+
+    def repr_failure(
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: TracebackStyle | None = None
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, SvmCaseFailed):
+            return excinfo.value.result.explain().rstrip("\n")
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        detail = self.policy if self.row is None else f"{self.policy}, row {self.row}"
+        return self.path, self.line - 1, f"{self.title} [{detail}]"
