@@ -18,6 +18,7 @@ from dsl.backends import command as backend_command
 from dsl.docs import command as docs_command
 from dsl.engine.vocab import HardwareProfile, policy_names
 from dsl.explore import command as explore_command
+from dsl.runtime.debug import BUG_HINT, debugging
 from dsl.runtime.discover import PathProblem
 
 EXIT_OK = 0
@@ -169,10 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILED
     except Exception as error:  # a bug in svmdsl, not bad input: one clear line, traceback on request
-        if os.environ.get("SVMDSL_DEBUG"):
+        if debugging():
             traceback.print_exc()
         print(f"svmdsl: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        print("svmdsl: this is a bug; set SVMDSL_DEBUG=1 to see the traceback", file=sys.stderr)
+        print(f"svmdsl: {BUG_HINT}", file=sys.stderr)
         return EXIT_INTERNAL
 
 

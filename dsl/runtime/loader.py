@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import attrs
@@ -18,9 +17,7 @@ from dsl.compiler.lower import Case, LoweredFile, lower_file
 from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError, SvmSyntaxError
 from dsl.runtime import disk_cache
-
-#: Set to any value to let internal errors raise with their traceback.
-DEBUG_VARIABLE = "SVMDSL_DEBUG"
+from dsl.runtime.debug import BUG_HINT, debugging
 
 
 @attrs.frozen
@@ -115,11 +112,10 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
     except SvmError as error:
         return LoadedFile(path, display, text, digest, None, error)
     except Exception as bug:  # a defect in svmdsl must cost this file, not the whole run
-        if os.environ.get(DEBUG_VARIABLE):
+        if debugging():
             raise
         message = f"internal error while reading this file: {type(bug).__name__}: {bug}"
-        hint = f"this is a bug in svmdsl; set {DEBUG_VARIABLE}=1 to see the traceback"
-        internal = SvmError.single(text, Loc(display, 1, 1), message, hint=hint)
+        internal = SvmError.single(text, Loc(display, 1, 1), message, hint=BUG_HINT)
         return LoadedFile(path, display, text, digest, None, internal)
     if disk is not None:
         disk_cache.store(disk, display, digest, lowered)
