@@ -8,7 +8,7 @@ calls the hypervisor: it returns an `Exit` and the run loop hands it to the poli
 from __future__ import annotations
 
 from dsl.engine import events
-from dsl.engine.decode import LEGACY_PREFIXES, LOCK_PREFIX, MAX_INSN_LENGTH, OPCODE_INT3, InsnKind, cpu_decode
+from dsl.engine.decode import LEGACY_PREFIXES, LOCK_PREFIX, MAX_INSN_LENGTH, OPCODE_INT3, Insn, InsnKind, cpu_decode
 from dsl.engine.delivery import deliver, iret
 from dsl.engine.exits import Exit, profile_of, vmexit
 from dsl.engine.machine import (
@@ -192,13 +192,13 @@ def execute(m: Machine) -> Exit | None:
         if profile_of(m).arms_dr7_breakpoints:
             return _code_breakpoint(m, rip, linear)
         m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {linear:#x} not armed by VMRUN")
-    m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({code[: insn.length].hex(' ')})")
+    m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({insn.encoding})")
     next_ip = rip + insn.length
     if m.mode.bitness == 16 and next_ip > ADDRESS_MASK_16:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
         m.set_anomaly(Outcome.UNSPECIFIED)
     next_ip &= m.rip_mask()
-    kind = _tcg_kind(m, insn.kind, code[: insn.length])
+    kind = _tcg_kind(m, insn, code)
     if kind in _INTERCEPT_EXIT:
         exit_code = _INTERCEPT_EXIT[kind]
         return vmexit(
@@ -225,13 +225,14 @@ def execute(m: Machine) -> Exit | None:
     return _complete(m, insn.kind, next_ip, insn.branch_target)
 
 
-def _tcg_kind(m: Machine, kind: InsnKind, code: bytes) -> InsnKind:
-    """What QEMU's TCG makes of ICEBP (Q-10) and LOCK INT3 (Q-11); every other CPU model executes `kind`."""
+def _tcg_kind(m: Machine, insn: Insn, code: bytes) -> InsnKind:
+    """What QEMU's TCG makes of ICEBP (Q-10) and LOCK INT3 (Q-11); every other CPU model executes `insn.kind`."""
+    kind = insn.kind
     profile = profile_of(m)
     if kind is InsnKind.ICEBP and profile.icebp_raises_ud:
         m.log(Actor.CPU, Action.NOTE, ICEBP_COMPILED_OUT_RULE, "TCG compiles ICEBP out: F1 raises #UD")
         return InsnKind.UD
-    if kind is InsnKind.UD and profile.lock_int3_is_int3 and _is_lock_int3(code):
+    if kind is InsnKind.UD and profile.lock_int3_is_int3 and _is_lock_int3(code[: insn.length]):
         m.log(Actor.CPU, Action.NOTE, LOCK_INT3_RULE, "TCG ignores LOCK on INT3: #BP after the instruction")
         return InsnKind.INT3
     return kind
@@ -316,7 +317,7 @@ def _raise(
         from_instruction=not fault,
         subject=is_subject,
     )
-    m.log(Actor.CPU, Action.DELIVER, rule, f"{rip:#x} raises vector {vector:#x} ({event_type.name.lower()})")
+    m.log(Actor.CPU, Action.DELIVER, rule, f"{rip:#x} raises vector {vector:#x} ({events.TYPE_NAMES[event_type]})")
     return deliver(m, ev)
 
 

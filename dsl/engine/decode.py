@@ -59,6 +59,7 @@ class Insn:
     kind: InsnKind
     length: int
     text: str  # iced's formatting, for traces
+    encoding: str  # its bytes in hex (`cd 80`), for traces
     imm8: int = 0  # INT n's vector
     branch_target: int | None = None  # taken target of JMP / CALL near
 
@@ -156,15 +157,20 @@ def _decode(code: bytes, bitness: int, ip: int) -> tuple[Insn, bool]:
     insn = decoder.decode()
     if insn.is_invalid:
         if _too_long(code, bitness):
-            return Insn(InsnKind.TOO_LONG, MAX_INSN_LENGTH, "(longer than 15 bytes)"), False
-        return Insn(InsnKind.UD, insn.len, "(invalid)"), False
+            too_long = Insn(InsnKind.TOO_LONG, MAX_INSN_LENGTH, "(longer than 15 bytes)", _hex(code, MAX_INSN_LENGTH))
+            return too_long, False
+        return Insn(InsnKind.UD, insn.len, "(invalid)", _hex(code, insn.len)), False
     kind = _kind(insn)
     target = insn.near_branch_target if kind in (InsnKind.JUMP, InsnKind.CALL) else None
     imm8 = insn.immediate8 if kind is InsnKind.INT_N else 0
     ip_relative = insn.is_ip_rel_memory_operand or any(
         insn.op_kind(operand) in _NEAR_BRANCH_KINDS for operand in range(insn.op_count)
     )
-    return Insn(kind, insn.len, _FORMATTER.format(insn), imm8, target), ip_relative
+    return Insn(kind, insn.len, _FORMATTER.format(insn), _hex(code, insn.len), imm8, target), ip_relative
+
+
+def _hex(code: bytes, length: int) -> str:
+    return code[:length].hex(" ")
 
 
 def _too_long(code: bytes, bitness: int) -> bool:

@@ -51,6 +51,10 @@ VECTOR_NAMES: dict[int, str] = {
 }
 
 
+#: Spellings of event types in traces: `exception`, `soft` (a table: `.name` is a Python-level property).
+TYPE_NAMES: dict[EventType, str] = {event_type: event_type.name.lower() for event_type in EventType}
+
+
 def event_type_of(value: int) -> EventType | None:
     """The TYPE field as an EventType; None for the reserved types 1, 5, 6, 7."""
     return _TYPES[(value >> TYPE_SHIFT) & TYPE_MASK]
@@ -81,5 +85,5 @@ def describe(value: int) -> str:
     event_type = event_type_of(value)
     vector = vector_of(value)
     name = VECTOR_NAMES[vector]
-    kind = event_type.name.lower() if event_type is not None else f"reserved type {type_of(value)}"
+    kind = TYPE_NAMES[event_type] if event_type is not None else f"reserved type {type_of(value)}"
     return f"{value:#010x} ({name}, {kind})"

@@ -6,6 +6,7 @@ that rests on a derived, inferred or unverified rule is reported as "predicted, 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -80,5 +81,5 @@ def weakest(rules: Iterable[str], policy_tags: Mapping[str, Evidence] = _NO_TAGS
     """The weakest evidence among `rules` ([V] when empty), with the running policy's own tags (`Policy.evidence`:
     "xen [U]", "BHYVE-3 [I]" …) next to the specification's."""
     ranks = _SPEC_RANK | {rule: _RANK[tag] for rule, tag in policy_tags.items()} if policy_tags else _SPEC_RANK
-    rank = max((ranks.get(rule, 0) for rule in rules), default=0)
+    rank = max(map(ranks.get, rules, itertools.repeat(0)), default=0)
     return _STRENGTH[rank]
