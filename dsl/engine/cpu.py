@@ -303,9 +303,8 @@ def _raise(
         exit_code = ExitCode.for_exception(vector)
         if intercept is Level.L0 and vector == Vector.BP:
             m.debug_exit_pending = True  # KVM_SET_GUEST_DEBUG: userspace acts next
-        return vmexit(
-            m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", f"{Vector(vector).mnemonic} intercepted", next_ip
-        )
+        message = f"{events.VECTOR_NAMES[vector]} intercepted"
+        return vmexit(m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", message, next_ip)
     ev = InFlight(
         vector=vector,
         type=event_type,

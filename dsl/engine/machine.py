@@ -359,16 +359,20 @@ class Machine:
         return self.read(linear, head) + self.read(linear + head, length - head)
 
     def write(self, linear: int, data: bytes) -> None:
-        for index, byte in enumerate(data):
-            address = linear + index
+        """Store bytes at a linear address, one page at a time, wrapping at 4 GiB outside 64-bit mode."""
+        done = 0
+        while done < len(data):
+            address = linear + done
             if self.mode is not CpuMode.LONG_64:
                 address &= ADDRESS_MASK_32
             page, offset = divmod(address, PAGE_SIZE)
+            size = min(len(data) - done, PAGE_SIZE - offset)
             frame = self.memory.get(page)
             if frame is None:
                 frame = self.memory[page] = bytearray(PAGE_SIZE)
-            frame[offset] = byte
-            self.written.add(address)
+            frame[offset : offset + size] = data[done : done + size]
+            self.written.update(range(address, address + size))
+            done += size
 
     def has_code(self, linear: int) -> bool:
         """Whether the scenario wrote the byte at `linear` (set-up code or a code modification)."""

@@ -255,12 +255,13 @@ class FaultKind(IdentityEnum):
     SS = "#SS"  # stack segment fault while pushing the frame
     TS = "#TS"  # invalid TSS on a stack switch
 
-    @property
+    # Both cached on the member: every armed fault asks when it cuts a delivery short.
+    @functools.cached_property
     def vector(self) -> Vector | None:
         """The guest exception vector; None for #NPF, which is not a guest exception."""
         return None if self is FaultKind.NPF else Vector[self.name]
 
-    @property
+    @functools.cached_property
     def exit_code(self) -> int:
         """The #VMEXIT code when the fault is intercepted (H-18)."""
         if self is FaultKind.NPF:
