@@ -1,8 +1,9 @@
 """Engine throughput: scenario executions per second against a trivial baseline measured in the same run.
 
 Run as `python benchmarks/bench_engine.py`. Prints ratios only; nothing here asserts on time. The scenarios are
-the headline worked examples (EX-01, EX-02, EX-21, EX-39) under kvm-6.0 and kvm-7.1; the baseline builds the same
-Program and runs a do-nothing function, so the ratio shows what the model itself costs.
+the headline worked examples (EX-01, EX-02, EX-21, EX-39) under kvm-6.0 and kvm-7.1, and the case
+benchmarks/bench_runners.py writes thousands of (INT3, run, #BP delivered, architectural); the baseline builds the
+same Program and runs a do-nothing function, so the ratio shows what the model itself costs.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def scenarios() -> tuple[tuple[str, Program], ...]:
                 policy=PolicyName.KVM_7_1,
             ),
         ),
+        ("runner case arch", Program(int3, (Execute(), Run()), policy=PolicyName.ARCHITECTURAL)),
     )
 
 
