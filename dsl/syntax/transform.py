@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from lark import Token
-from lark.tree import Meta
 
 from dsl.errors import Loc
 from dsl.syntax import ast
@@ -39,45 +38,41 @@ def parse_number(text: str) -> int:
 
 
 class RuleBuilder:
-    """Builds AST nodes, one method per grammar rule taking `(meta, children)`; `file` names the source in every
-    `Loc`. `dsl.syntax.embedded` runs these methods inside the LALR parser as it reduces each rule. This class has
-    the file structure and shared pieces; `AstBuilder` (`dsl.syntax.transform_sentences`) adds the sentences.
+    """Builds AST nodes, one method per grammar rule taking `(loc, children)`: where the rule's first token is, and
+    its value children (keywords and punctuation dropped); `file` names the source in every `Loc`.
+    `dsl.syntax.embedded` runs these methods inside the LALR parser as it reduces each rule. This class has the
+    file structure and shared pieces; `AstBuilder` (`dsl.syntax.transform_sentences`) adds the sentences.
     """
 
     def __init__(self, file: str) -> None:
         self.file = file
 
-    def rules(self) -> dict[str, Callable[[Meta, list[Any]], Any]]:
+    def rules(self) -> dict[str, Callable[[Loc, list[Any]], Any]]:
         """Rule name → method, for every rule of the grammar."""
         names = {name for cls in type(self).__mro__ for name in vars(cls) if not name.startswith("_")}
         return {name: getattr(self, name) for name in sorted(names - {"rules"})}
-
-    def _loc(self, meta: Meta) -> Loc:
-        if getattr(meta, "empty", True):
-            return Loc(self.file, 0, 0)
-        return Loc(self.file, meta.line, meta.column)
 
     def _tok_loc(self, token: Token) -> Loc:
         return Loc(self.file, token.line or 0, token.column or 0)
 
     # --- file structure ---------------------------------------------------------------------------------------
 
-    def start(self, meta: Meta, children: list[Any]) -> ast.SvmFile:
+    def start(self, loc: Loc, children: list[Any]) -> ast.SvmFile:
         return ast.SvmFile(self.file, tuple(children), loc=Loc(self.file, 1, 1))
 
-    def include(self, meta: Meta, children: list[Any]) -> ast.Include:
-        return ast.Include(unquote(children[0]), None, loc=self._loc(meta))
+    def include(self, loc: Loc, children: list[Any]) -> ast.Include:
+        return ast.Include(unquote(children[0]), None, loc=loc)
 
-    def background(self, meta: Meta, children: list[Any]) -> ast.Background:
-        return ast.Background(tuple(children), loc=self._loc(meta))
+    def background(self, loc: Loc, children: list[Any]) -> ast.Background:
+        return ast.Background(tuple(children), loc=loc)
 
-    def tags(self, meta: Meta, children: list[Token]) -> tuple[str, ...]:
+    def tags(self, loc: Loc, children: list[Token]) -> tuple[str, ...]:
         return tuple(str(t)[1:] for t in children)
 
-    def source(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+    def source(self, loc: Loc, children: list[Token]) -> tuple[str, str]:
         return ("source", unquote(children[0]))
 
-    def description(self, meta: Meta, children: list[Token]) -> tuple[str, str]:
+    def description(self, loc: Loc, children: list[Token]) -> tuple[str, str]:
         return ("description", inspect.cleandoc(str(children[0])[_DOCSTRING_QUOTES:-_DOCSTRING_QUOTES]))
 
     def _header(self, children: list[Any]) -> tuple[tuple[str, ...], str, list[str], str | None, list[Any]]:
@@ -95,88 +90,86 @@ class RuleBuilder:
                 body.append(child)
         return tags, unquote(title), sources, description, body
 
-    def scenario(self, meta: Meta, children: list[Any]) -> ast.Scenario:
+    def scenario(self, loc: Loc, children: list[Any]) -> ast.Scenario:
         tags, title, sources, description, body = self._header(children)
-        return ast.Scenario(title, tags, tuple(sources), description, tuple(body), None, loc=self._loc(meta))
+        return ast.Scenario(title, tags, tuple(sources), description, tuple(body), None, loc=loc)
 
-    def outline(self, meta: Meta, children: list[Any]) -> ast.ScenarioOutline:
+    def outline(self, loc: Loc, children: list[Any]) -> ast.ScenarioOutline:
         tags, title, sources, description, body = self._header(children)
         template = tuple(c for c in body if isinstance(c, ast.TemplateLine))
         examples = next(c for c in body if isinstance(c, ast.Examples))
-        return ast.ScenarioOutline(
-            title, tags, tuple(sources), description, template, examples, (), loc=self._loc(meta)
-        )
+        return ast.ScenarioOutline(title, tags, tuple(sources), description, template, examples, (), loc=loc)
 
-    def template_line(self, meta: Meta, children: list[Token]) -> ast.TemplateLine:
+    def template_line(self, loc: Loc, children: list[Token]) -> ast.TemplateLine:
         token = children[0]
         return ast.TemplateLine(strip_comment(str(token)), loc=self._tok_loc(token))
 
-    def examples(self, meta: Meta, children: list[ast.ExampleRow]) -> ast.Examples:
+    def examples(self, loc: Loc, children: list[ast.ExampleRow]) -> ast.Examples:
         header, *rows = children
-        return ast.Examples(header.cells, tuple(rows), loc=self._loc(meta))
+        return ast.Examples(header.cells, tuple(rows), loc=loc)
 
-    def example_row(self, meta: Meta, children: list[Token]) -> ast.ExampleRow:
+    def example_row(self, loc: Loc, children: list[Token]) -> ast.ExampleRow:
         token = children[0]
         return ast.ExampleRow(split_row(str(token)), loc=self._tok_loc(token))
 
     # --- shared pieces ----------------------------------------------------------------------------------------
 
-    def name(self, meta: Meta, children: list[Token]) -> ast.Name:
+    def name(self, loc: Loc, children: list[Token]) -> ast.Name:
         return ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
 
-    def name_list(self, meta: Meta, children: list[ast.Name]) -> tuple[ast.Name, ...]:
+    def name_list(self, loc: Loc, children: list[ast.Name]) -> tuple[ast.Name, ...]:
         return tuple(children)
 
-    def number(self, meta: Meta, children: list[Token]) -> ast.Number:
+    def number(self, loc: Loc, children: list[Token]) -> ast.Number:
         text = str(children[0])
         return ast.Number(parse_number(text), text)
 
-    def true(self, meta: Meta, children: list[Any]) -> bool:
+    def true(self, loc: Loc, children: list[Any]) -> bool:
         return True
 
-    def false(self, meta: Meta, children: list[Any]) -> bool:
+    def false(self, loc: Loc, children: list[Any]) -> bool:
         return False
 
-    def field_value(self, meta: Meta, children: list[Any]) -> ast.FieldValue:
+    def field_value(self, loc: Loc, children: list[Any]) -> ast.FieldValue:
         token, value = children
-        return ast.FieldValue(ast.Name(str(token), loc=self._tok_loc(token)), value, loc=self._loc(meta))
+        return ast.FieldValue(ast.Name(str(token), loc=self._tok_loc(token)), value, loc=loc)
 
-    def with_fields(self, meta: Meta, children: list[ast.FieldValue]) -> tuple[ast.FieldValue, ...]:
+    def with_fields(self, loc: Loc, children: list[ast.FieldValue]) -> tuple[ast.FieldValue, ...]:
         return tuple(children)
 
-    def event_exception(self, meta: Meta, children: list[Token]) -> ast.EventSpec:
+    def event_exception(self, loc: Loc, children: list[Token]) -> ast.EventSpec:
         vector = ast.Name(str(children[0]), loc=self._tok_loc(children[0]))
-        return ast.EventSpec(ast.EventKind.EXCEPTION, vector, None, loc=self._loc(meta))
+        return ast.EventSpec(ast.EventKind.EXCEPTION, vector, None, loc=loc)
 
-    def event_soft(self, meta: Meta, children: list[int]) -> ast.EventSpec:
-        return ast.EventSpec(ast.EventKind.SOFT_INTERRUPT, children[0], None, loc=self._loc(meta))
+    def event_soft(self, loc: Loc, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.SOFT_INTERRUPT, children[0], None, loc=loc)
 
-    def event_irq(self, meta: Meta, children: list[int]) -> ast.EventSpec:
-        return ast.EventSpec(ast.EventKind.INTERRUPT, children[0], None, loc=self._loc(meta))
+    def event_irq(self, loc: Loc, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.INTERRUPT, children[0], None, loc=loc)
 
-    def event_nmi(self, meta: Meta, children: list[Any]) -> ast.EventSpec:
-        return ast.EventSpec(ast.EventKind.NMI, None, None, loc=self._loc(meta))
+    def event_nmi(self, loc: Loc, children: list[Any]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.NMI, None, None, loc=loc)
 
-    def event_raw(self, meta: Meta, children: list[int]) -> ast.EventSpec:
-        return ast.EventSpec(ast.EventKind.RAW, None, children[0], loc=self._loc(meta))
+    def event_raw(self, loc: Loc, children: list[int]) -> ast.EventSpec:
+        return ast.EventSpec(ast.EventKind.RAW, None, children[0], loc=loc)
 
     # --- code -------------------------------------------------------------------------------------------------
 
-    def raw_bytes(self, meta: Meta, children: list[Token]) -> ast.RawBytes:
-        return ast.RawBytes(bytes(int(str(t), 16) for t in children), loc=self._loc(meta))
+    def raw_bytes(self, loc: Loc, children: list[Token]) -> ast.RawBytes:
+        return ast.RawBytes(bytes(int(str(t), 16) for t in children), loc=loc)
 
-    def instruction(self, meta: Meta, children: list[list[Any]]) -> ast.Instruction:
-        return split_instruction(children, self._loc(meta), self._tok_loc)
+    def instruction(self, loc: Loc, children: list[list[Any]]) -> ast.Instruction:
+        return split_instruction(children, loc, self._tok_loc)
 
-    def operand_group(self, meta: Meta, children: list[Any]) -> list[Any]:
+    def operand_group(self, loc: Loc, children: list[Any]) -> list[Any]:
         return children
 
-    def memory(self, meta: Meta, children: list[Any]) -> ast.Memory:
+    def memory(self, loc: Loc, children: list[Any]) -> ast.Memory:
         from dsl.syntax.instructions import build_memory
 
-        return build_memory(children, self._loc(meta))
+        return build_memory(children, loc)
 
-    def memory_term(self, meta: Meta, children: list[Any]) -> tuple[str | None, int]:
+    def memory_term(self, loc: Loc, children: list[Any]) -> tuple[str | None, int]:
         if isinstance(children[0], Token):
             scale = children[1] if len(children) > 1 else 1
             return (str(children[0]).lower(), scale)
