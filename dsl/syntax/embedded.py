@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from lark import Lark, Token
+import lark_cython  # type: ignore[import-untyped]  # no type information
+from lark import Lark
+from lark.exceptions import LarkError
 
 from dsl.errors import NO_FILE, Loc
 from dsl.syntax.grammar import build_parser
+from dsl.syntax.instructions import ShapeError
+from dsl.syntax.tokens import Token
 from dsl.syntax.transform_sentences import AstBuilder
 
 #: Terminals that carry a value; every other token (keywords, punctuation, newlines) is dropped.
@@ -71,25 +74,46 @@ class EmbeddedBuilder:
 
 
 @functools.cache
-def _parser() -> tuple[Lark, EmbeddedBuilder]:
-    builder = EmbeddedBuilder()
-    lark = build_parser(propagate_positions=False, keep_all_tokens=True, transformer=builder)
-    return lark, builder
+def _builder() -> EmbeddedBuilder:
+    return EmbeddedBuilder()
+
+
+def _ast_parser(**options: Any) -> Lark:
+    return build_parser(propagate_positions=False, keep_all_tokens=True, transformer=_builder(), **options)
+
+
+@functools.cache
+def _fast_parser() -> Lark:
+    """lark-cython's LALR parser and lexer (Cython): about 1.4× as fast as Lark's own on our scenarios."""
+    return _ast_parser(_plugins=lark_cython.plugins)
+
+
+@functools.cache
+def _reference_parser() -> Lark:
+    """Lark's own parser: its errors carry what the diagnostics read (the accepted terminals, the parser state)."""
+    return _ast_parser()
 
 
 _PARSING = threading.Lock()  # the one builder names the file being parsed
 
 
-@contextmanager
-def ast_parser(filename: str) -> Iterator[Lark]:
-    """The process-wide AST-building parser, naming `filename` in every location while in use."""
-    lark, embedded = _parser()
+def parse_ast(text: str, filename: str) -> object:
+    """The AST of `text`, every location naming `filename`; Lark's `UnexpectedInput` or a `ShapeError` if the
+    text does not parse.
+
+    lark-cython's errors lack what the diagnostics need (its `accepts` fails, its states are not Lark's), so a
+    text it rejects is parsed again by Lark's parser, whose outcome is the one that counts.
+    """
     with _PARSING:
-        embedded.builder.file = filename
-        yield lark
+        _builder().builder.file = filename
+        try:
+            return _fast_parser().parse(text)
+        except (LarkError, ShapeError):
+            return _reference_parser().parse(text)
 
 
 def parse_snippet(text: str) -> object:
-    """Parse `text` with the AST-building parser (for replaying error examples; the result is not used)."""
-    with ast_parser(NO_FILE) as lark:
-        return lark.parse(text)
+    """Parse `text` with Lark's parser (replaying error examples, matched on its states; the result is not used)."""
+    with _PARSING:
+        _builder().builder.file = NO_FILE
+        return _reference_parser().parse(text)

@@ -12,10 +12,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lark import Token
-
 from dsl.errors import Loc
 from dsl.syntax import ast
+from dsl.syntax.tokens import Token
 
 #: Legacy prefixes by name (APM vol. 3 §1.2), spelled as disassemblers print them.
 LEGACY_PREFIXES: dict[str, int] = {
@@ -91,11 +90,11 @@ def _operand(atoms: list[Any], loc: Loc, token_loc: Callable[[Token], Loc]) -> a
     words = [str(a).lower() for a in atoms if isinstance(a, Token)]
     where = token_loc(atoms[0]) if isinstance(atoms[0], Token) else loc
     match atoms:
-        case [Token() as register]:
+        case [register] if isinstance(register, Token):
             return ast.Register(str(register).lower(), loc=token_loc(register))
         case [int() as value]:
             return ast.Immediate(value, None, loc=where)
-        case [Token() as modifier, int() as value] if str(modifier).lower() in BRANCH_MODIFIERS:
+        case [modifier, int() as value] if isinstance(modifier, Token) and str(modifier).lower() in BRANCH_MODIFIERS:
             return ast.Immediate(value, str(modifier).lower(), loc=where)
         case [ast.Memory() as memory]:
             return memory

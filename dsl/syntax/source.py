@@ -7,7 +7,7 @@ from lark.exceptions import UnexpectedInput
 from dsl.errors import Diagnostic, make_diagnostic
 from dsl.syntax import ast
 from dsl.syntax.diagnostics import diagnose_parse_error
-from dsl.syntax.embedded import ast_parser
+from dsl.syntax.embedded import parse_ast
 from dsl.syntax.instructions import ShapeError
 
 
@@ -23,8 +23,7 @@ def parse_source(text: str, filename: str, source: str | None = None) -> ast.Svm
     """Parse `text`; `source` is the real file text when `text` is a padded piece of it (for the caret line)."""
     source = text if source is None else source
     try:
-        with ast_parser(filename) as lark:
-            result = lark.parse(text)
+        result = parse_ast(text, filename)
     except UnexpectedInput as error:
         raise BlockError(diagnose_parse_error(error, source, filename)) from None
     except ShapeError as cause:

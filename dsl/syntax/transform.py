@@ -7,11 +7,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lark import Token
-
 from dsl.errors import Loc
 from dsl.syntax import ast
 from dsl.syntax.instructions import split_instruction
+from dsl.syntax.tokens import Token
 
 _STRING_ESCAPE = re.compile(r"\\(.)")
 _DOCSTRING_QUOTES = 3
@@ -61,7 +60,7 @@ class RuleBuilder:
         return ast.SvmFile(self.file, tuple(children), loc=Loc(self.file, 1, 1))
 
     def include(self, loc: Loc, children: list[Any]) -> ast.Include:
-        return ast.Include(unquote(children[0]), None, loc=loc)
+        return ast.Include(unquote(str(children[0])), None, loc=loc)
 
     def background(self, loc: Loc, children: list[Any]) -> ast.Background:
         return ast.Background(tuple(children), loc=loc)
@@ -70,7 +69,7 @@ class RuleBuilder:
         return tuple(str(t)[1:] for t in children)
 
     def source(self, loc: Loc, children: list[Token]) -> tuple[str, str]:
-        return ("source", unquote(children[0]))
+        return ("source", unquote(str(children[0])))
 
     def description(self, loc: Loc, children: list[Token]) -> tuple[str, str]:
         return ("description", inspect.cleandoc(str(children[0])[_DOCSTRING_QUOTES:-_DOCSTRING_QUOTES]))
@@ -88,7 +87,7 @@ class RuleBuilder:
                 description = child[1] if description is None else description + "\n\n" + child[1]
             else:
                 body.append(child)
-        return tags, unquote(title), sources, description, body
+        return tags, unquote(str(title)), sources, description, body
 
     def scenario(self, loc: Loc, children: list[Any]) -> ast.Scenario:
         tags, title, sources, description, body = self._header(children)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from lark import Token
-
 from dsl.engine.vocab import InjectionSource, Level
 from dsl.errors import Loc
 from dsl.syntax import ast, vocabulary
 from dsl.syntax.instructions import ShapeError
+from dsl.syntax.tokens import Token
 from dsl.syntax.transform import RuleBuilder, unquote
 
 _LEVELS = {"l0": Level.L0, "l1": Level.L1, "guest": Level.GUEST}
