@@ -1,9 +1,6 @@
 """Spec-by-example documentation: a static site (HTML and Markdown) of the scenarios and this run's verdicts.
 
-`build_site(paths, out_dir, check=False) -> BuildResult` is the public entry point; `dsl.docs.command` wires it
-into `svmdsl docs`.
+`dsl.docs.build.build_site(paths, out_dir, check=False) -> BuildResult` is the entry point; `dsl.docs.command`
+wires it into `svmdsl docs`. Nothing is imported here: every `svmdsl` command loads this package for its
+sub-command's options, and only `svmdsl docs` needs the site builder.
 """
-
-from dsl.docs.build import BuildResult, build_site
-
-__all__ = ["BuildResult", "build_site"]
