@@ -3,15 +3,17 @@
 For 1,000 and 10,000 generated scenarios (one case each), measured in one run on this machine:
 
 - baseline: plain pytest running the same number of trivial tests (`def test_n(): pass`);
-- direct:   pytest collecting and running the `.svm` files through the svmdsl plugin, once with an empty
-            lowered-file cache (`cold`: every file parsed, as on a fresh clone) and then with the cache that run
-            left (`warm`: files read back, as in every later run; see `dsl.runtime.disk_cache`);
-- svmdsl:   `svmdsl run` on the same files.
+- direct:   pytest collecting and running the `.svm` files through the svmdsl plugin;
+- svmdsl:   `svmdsl run` on the same files;
 
-It prints seconds and the ratio per test against the baseline, twice: wall-clock time, and the CPU time of the
-command's processes (user + system), which a busy shared machine disturbs less. Goals: direct ≤ 1.0×, svmdsl
-≤ 0.5×. Every command runs in a fresh process (start-up included, as a user sees it); each is run `--repeat` times
-and the best kept. The baseline runs with `-p no:svmdsl`: plain pytest, without even svmdsl's plugin module.
+each of the last two `cold`, with an empty lowered-file cache (every file parsed, as on a fresh clone), and `warm`,
+with the cache a previous run left (files read back, as in every later run; see `dsl.runtime.disk_cache`).
+
+It prints seconds and the ratio to the baseline (per test: both sides run `size` of them), twice: wall-clock
+time, and the CPU time of the command's processes (user + system, worker processes included), which a busy shared
+machine disturbs less. Goals: direct ≤ 1.0×, svmdsl ≤ 0.5×. Every command runs in a fresh process (start-up
+included, as a user sees it); each is run `--repeat` times and the best kept. The baseline runs with
+`-p no:svmdsl`: plain pytest, without even svmdsl's plugin module.
 
     python benchmarks/bench_runners.py [--sizes 1000 10000] [--repeat 1]
 """
@@ -47,9 +49,8 @@ scenario "INT3 number {n}":
 
 """
 TRIVIAL = "def test_{n}() -> None:\n    pass\n\n\n"
-#: The lowered-file cache of the direct runs, inside the corpus folder (`dsl.runtime.disk_cache`).
+#: The lowered-file cache (`dsl.runtime.disk_cache`), one folder per runner inside the corpus folder.
 CACHE_VARIABLE = "SVMDSL_CACHE_DIR"
-CACHE_FOLDER = "svm-cache"
 INI = "[pytest]\nsvm_paths = scenarios\naddopts = -p no:cacheprovider\n"
 
 
@@ -79,11 +80,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: list[str], cwd: Path, repeat: int) -> Timing:
-    """Best times of `command` over `repeat` runs; the command must succeed."""
+def timed(command: list[str], cwd: Path, repeat: int, cache: Path, *, cold: bool = False) -> Timing:
+    """Best times of `command` over `repeat` runs, with the lowered-file cache in `cache` (emptied before each run
+    when `cold`); the command must succeed."""
     wall = cpu = float("inf")
-    env = {**os.environ, "NO_COLOR": "1", CACHE_VARIABLE: str(cwd / CACHE_FOLDER)}
+    env = {**os.environ, "NO_COLOR": "1", CACHE_VARIABLE: str(cache)}
     for _ in range(repeat):
+        if cold:
+            shutil.rmtree(cache, ignore_errors=True)
         start, start_cpu = time.perf_counter(), _children_cpu()
         completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
         wall = min(wall, time.perf_counter() - start)
@@ -93,19 +97,27 @@ def timed(command: list[str], cwd: Path, repeat: int) -> Timing:
     return Timing(wall, cpu)
 
 
-def bench(size: int, repeat: int) -> tuple[Timing, Timing, Timing, Timing]:
-    svmdsl = str(Path(sys.executable).parent / "svmdsl")
+#: The columns of the report, in order.
+RUNS = ("plain pytest", "direct cold", "direct warm", "svmdsl cold", "svmdsl warm")
+
+
+def bench(size: int, repeat: int) -> tuple[Timing, ...]:
+    """The timings of RUNS on a fresh corpus of `size` scenarios."""
+    svmdsl = [str(Path(sys.executable).parent / "svmdsl"), "run", "scenarios"]
     root = Path(tempfile.mkdtemp(prefix=f"bench-runners-{size}-"))
+    pytest_cache, run_cache = root / "pytest-cache", root / "run-cache"
     try:
         write_corpus(root, size)
         pytest = [sys.executable, "-m", "pytest", "-q"]
-        baseline = timed([*pytest, "-p", "no:svmdsl", "trivial"], root, repeat)
-        cold = timed([*pytest, "scenarios"], root, 1)  # the cache starts empty; this run fills it
-        warm = timed([*pytest, "scenarios"], root, repeat)
-        run = timed([svmdsl, "run", "scenarios"], root, repeat)
+        return (
+            timed([*pytest, "-p", "no:svmdsl", "trivial"], root, repeat, pytest_cache),
+            timed([*pytest, "scenarios"], root, repeat, pytest_cache, cold=True),
+            timed([*pytest, "scenarios"], root, repeat, pytest_cache),  # reads what the cold runs stored
+            timed(svmdsl, root, repeat, run_cache, cold=True),
+            timed(svmdsl, root, repeat, run_cache),
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return baseline, cold, warm, run
 
 
 def main() -> int:
@@ -115,16 +127,12 @@ def main() -> int:
     args = parser.parse_args()
     results = [(size, bench(size, args.repeat)) for size in args.sizes]
     for clock in ("wall", "cpu"):
-        print(
-            f"{clock + ' time':<9}  {'plain pytest':>12}  {'direct cold':>11}  {'ratio':>6}  {'direct warm':>11}"
-            f"  {'ratio':>6}  {'svmdsl run':>10}  {'ratio':>6}"
-        )
+        print(f"{clock + ' time':<9}" + "".join(f"  {run:>16}" for run in RUNS))
         for size, timings in results:
-            baseline, cold, warm, run = (getattr(timing, clock) for timing in timings)
-            print(
-                f"{size:>9}  {baseline:>11.2f}s  {cold:>10.2f}s  {cold / baseline:>5.2f}×  {warm:>10.2f}s"
-                f"  {warm / baseline:>5.2f}×  {run:>9.2f}s  {run / baseline:>5.2f}×"
-            )
+            seconds = [getattr(timing, clock) for timing in timings]
+            baseline = seconds[0]
+            cells = [f"{baseline:>15.2f}s"] + [f"{t:>7.2f}s {t / baseline:>6.2f}×" for t in seconds[1:]]
+            print(f"{size:>9}" + "".join(f"  {cell:>16}" for cell in cells))
     print(f"goals: direct ≤ {GOAL_DIRECT}× plain pytest per test, svmdsl run ≤ {GOAL_SVMDSL}×")
     return 0
 

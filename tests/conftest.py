@@ -1,7 +1,11 @@
-"""Shared test configuration: Hypothesis profiles.
+"""Shared test configuration: Hypothesis profiles, and no lowered-file cache.
 
 `ci` (chosen when the CI environment variable is set, as on the CI machine) is derandomized and keeps no example
 database, so a run is reproducible and writes nothing into the clone; `dev` is Hypothesis' default.
+
+svmdsl keeps lowered files in the user's cache folder (`dsl.runtime.disk_cache`); the tests turn that off for
+themselves and every command they start, so that no test reads what another test (or an earlier build) left
+there. The tests of the cache itself point `SVMDSL_CACHE_DIR` at a temporary folder.
 """
 
 from __future__ import annotations
@@ -9,6 +13,10 @@ from __future__ import annotations
 import os
 
 from hypothesis import HealthCheck, settings
+
+from dsl.runtime.disk_cache import CACHE_DIR_VARIABLE
+
+os.environ[CACHE_DIR_VARIABLE] = ""
 
 settings.register_profile(
     "ci",

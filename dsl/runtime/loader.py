@@ -6,6 +6,7 @@ parsed once, and an edited file is parsed again.
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 from pathlib import Path
@@ -65,13 +66,22 @@ def display_path(path: Path) -> str:
         return absolute.as_posix()
 
 
-def load(path: Path | str, *, disk: Path | None = None) -> LoadedFile:
+class _Default(enum.Enum):
+    FOLDER = enum.auto()
+
+
+#: `load`'s default `disk`: the folder `SVMDSL_CACHE_DIR` names, read at each call (see `dsl.runtime.disk_cache`).
+DEFAULT_FOLDER = _Default.FOLDER
+
+
+def load(path: Path | str, *, disk: Path | _Default | None = DEFAULT_FOLDER) -> LoadedFile:
     """The lowered file at `path` (cached while its size and mtime, or else its content, are unchanged).
 
     Never raises for bad input: a file that cannot be read, parsed, checked or lowered comes back with `error`.
     Files it includes are read again only when the including file changes (one process sees one library).
-    With `disk`, a file not yet loaded in this process is first looked up in that `dsl.runtime.disk_cache`
-    folder, and stored there once lowered.
+    A file not yet loaded in this process is first looked up in the `dsl.runtime.disk_cache` folder `disk`
+    (by default the user's, unless `SVMDSL_CACHE_DIR` is empty; None: no disk cache) and stored there once
+    lowered, so every runner (`svmdsl run`, pytest, generated modules) parses an unchanged file once per build.
     """
     path = Path(path)
     key = _resolved(path if path.is_absolute() else Path.cwd() / path)
@@ -91,7 +101,7 @@ def load(path: Path | str, *, disk: Path | None = None) -> LoadedFile:
     if cached is not None and cached[1].digest == digest:
         _CACHE[key] = (stamp, cached[1])
         return cached[1]
-    loaded = _compile(path, data, digest, disk)
+    loaded = _compile(path, data, digest, disk_cache.default_folder() if disk is DEFAULT_FOLDER else disk)
     _CACHE[key] = (stamp, loaded)
     return loaded
 

@@ -105,3 +105,19 @@ def test_entries_of_another_build_of_svmdsl_are_removed(tmp_path: Path, monkeypa
     load(FIXTURES / "held.svm", disk=cache)
     assert sorted(p.name for p in cache.iterdir()) == ["f" * 16, "kernels"]
     assert not old.exists()
+
+
+def test_every_runner_uses_the_folder_svmdsl_cache_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load` without `disk` (what `svmdsl run`, `check`, `gen`, `docs` and the generated modules call) reads and
+    fills the user's cache; an empty `SVMDSL_CACHE_DIR` keeps it out of the way."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(disk_cache.CACHE_DIR_VARIABLE, "")
+    load(FIXTURES / "held.svm")
+    assert not cache.exists()
+    clear_cache()
+    monkeypatch.setenv(disk_cache.CACHE_DIR_VARIABLE, str(cache))
+    first = load(FIXTURES / "held.svm")
+    assert list(cache.rglob("*.lowered"))
+    clear_cache()
+    monkeypatch.setattr(loader, "lower_file", _unlowerable)
+    assert load(FIXTURES / "held.svm").lowered == first.lowered
