@@ -18,35 +18,17 @@ import unicodedata
 import attrs
 import jinja2
 
+from dsl.compiler.names import PENDING_TAG, marker_name, slug
+
 #: Bumped whenever the shape of generated modules changes, so their input hash changes with it.
 GENERATOR_VERSION = "3"
-
-#: pytest's own markers: a scenario tag with one of these names would change how pytest runs the test.
-PYTEST_BUILTIN_MARKERS: tuple[str, ...] = (
-    "filterwarnings",
-    "parametrize",
-    "skip",
-    "skipif",
-    "tryfirst",
-    "trylast",
-    "usefixtures",
-    "xfail",
-)
-#: Prefix given to a tag that collides with a built-in marker or is not an identifier.
-TAG_MARKER_PREFIX = "tag_"
-#: A scenario tagged `@pending` is a known gap of the engine or the language (scenarios/README convention): both
-#: pytest paths mark its cases xfail, not strictly (usually only some of its policies fail).
-PENDING_TAG = "pending"
-PENDING_REASON = "@pending scenario: a known engine or language gap, see its // pending: comment"
 
 #: Longest scenario part of a test name: `def test_<60>__architectural__row999__line9999() -> None:` fits in the
 #: formatter's 120 columns, so `ruff format` leaves the signature on one line.
 MAX_SCENARIO_SLUG = 60
 
 _TEMPLATE_NAME = "test_module.py.j2"
-_NOT_WORD = re.compile(r"[^0-9A-Za-z]+")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_MARKER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # pytest refuses marker names that start with "_"
 
 
 class GenerateError(Exception):
@@ -134,20 +116,6 @@ def comment_text(value: str) -> str:
     """`value` as the text of one comment line: ASCII, printable, no line breaks."""
     escaped = value.encode("ascii", "backslashreplace").decode("ascii")
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped)
-
-
-def slug(text: str) -> str:
-    """Lower-case words joined by `_`: the readable part of test names and node ids."""
-    words = _NOT_WORD.sub("_", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii"))
-    return words.strip("_").lower() or "scenario"
-
-
-def marker_name(tag: str) -> str:
-    """The pytest marker a scenario tag becomes (see PYTEST_BUILTIN_MARKERS and TAG_MARKER_PREFIX)."""
-    name = tag if _MARKER.fullmatch(tag) else slug(tag)
-    if name in PYTEST_BUILTIN_MARKERS or keyword.iskeyword(name):
-        name = TAG_MARKER_PREFIX + name
-    return name
 
 
 def case_test_name(case: SuiteCase) -> str:

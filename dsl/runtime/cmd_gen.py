@@ -24,8 +24,8 @@ from dsl.compiler.generate import (
     module_markers,
     render_conftest,
     render_module,
-    slug,
 )
+from dsl.compiler.names import slug
 from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
 from dsl.runtime.discover import ScenarioFile, scenario_files
 from dsl.runtime.genfiles import Change, compose, plan, read_header, unified_diff

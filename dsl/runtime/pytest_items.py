@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from _pytest._code.code import TerminalRepr, TracebackStyle
 
-from dsl.compiler.generate import PENDING_TAG, marker_name, slug
 from dsl.compiler.lowered import Case
-from dsl.runtime.disk_cache import default_folder
+from dsl.compiler.names import PENDING_TAG, marker_name, slug
 from dsl.runtime.loader import LoadedFile, load
 from dsl.runtime.runner import execute
 from dsl.runtime.suite import PENDING
@@ -58,7 +57,7 @@ class SvmFile(pytest.File):
     """A `.svm` file: one item per case."""
 
     def collect(self) -> Iterator[SvmItem]:
-        loaded = load(self.path, disk=default_folder())
+        loaded = load(self.path)
         if loaded.error is not None or loaded.lowered is None:
             raise SvmCollectionError(loaded.error.render() if loaded.error is not None else "cannot be loaded")
         taken: set[str] = set()

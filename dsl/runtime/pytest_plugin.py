@@ -2,7 +2,7 @@
 
 One test item per scenario × policy (× outline row), named `<scenario slug>[<policy>]` or
 `<scenario slug>[<policy>-row<n>]`; scenario tags become registered markers (see
-`dsl.compiler.generate.marker_name`); a failure shows the `.svm` line with a caret, expected vs actual and the
+`dsl.compiler.names.marker_name`); a failure shows the `.svm` line with a caret, expected vs actual and the
 engine trace; a file that does not parse is a collection error showing the diagnostic, not a traceback.
 
 Which `.svm` files are collected: those below a folder listed in the `svm_paths` ini option (relative to the

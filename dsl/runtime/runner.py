@@ -12,7 +12,7 @@ from pathlib import Path
 
 import attrs
 
-from dsl.compiler.lower import Case, Check, Comparison, Probe
+from dsl.compiler.lowered import Case, Check, Comparison, Probe
 from dsl.engine import EngineError, Result, run
 from dsl.engine.result import Observed
 from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name

@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 
-from dsl.compiler.generate import PENDING_TAG
+from dsl.compiler.names import PENDING_TAG
 from dsl.engine.result import Result
 from dsl.engine.vocab import HardwareProfile, Observable, PolicyName, policy_by_name
 from dsl.runtime.discover import ScenarioFile, scenario_files

@@ -13,7 +13,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from dsl.compiler.generate import PENDING_REASON
+from dsl.compiler.names import PENDING_REASON
 from dsl.runtime.runner import run_case
 from dsl.runtime.verdict import CaseResult, Verdict
 

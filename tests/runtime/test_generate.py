@@ -14,19 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsl.compiler.generate import (
-    PYTEST_BUILTIN_MARKERS,
-    TAG_MARKER_PREFIX,
     GenerateError,
     SuiteCase,
     SuiteModule,
     comment_text,
-    marker_name,
     py_identifier,
     py_str,
     render_conftest,
     render_module,
-    slug,
 )
+from dsl.compiler.names import PYTEST_BUILTIN_MARKERS, TAG_MARKER_PREFIX, marker_name, slug
 
 HOSTILE_TITLES = (
     "a very long title " * 12,
