@@ -13,8 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from dsl.compiler.check import with_checker_errors
-from dsl.compiler.lower import Case, LoweredFile, lower_file
+from dsl.compiler.lowered import Case, LoweredFile
 from dsl.engine.vocab import PolicyName
 from dsl.errors import Loc, SvmError, SvmSyntaxError
 from dsl.runtime import disk_cache
@@ -134,8 +133,13 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
 
 def _lower(text: str, display: str) -> LoweredFile:
     """`lower_file`, whose syntax errors also carry the checker's errors on the blocks that did parse."""
+    # Imported here, on the first file that must be parsed: a run whose files all come from the disk cache never
+    # loads the parser, the checker or Lark.
+    from dsl.compiler import lower
+    from dsl.compiler.check import with_checker_errors
+
     try:
-        return lower_file(text, display)
+        return lower.lower_file(text, display)
     except SvmSyntaxError as error:
         raise with_checker_errors(error, text, display) from None
 

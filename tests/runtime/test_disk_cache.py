@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import dsl.runtime.loader as loader
+import dsl.compiler.lower as lowering
 from dsl.runtime import disk_cache
 from dsl.runtime.loader import clear_cache, load
 
@@ -43,7 +43,7 @@ def test_a_file_lowered_once_is_read_back_by_the_next_process(tmp_path: Path, mo
     assert first.lowered is not None
     assert list(cache.rglob("*.lowered"))
     clear_cache()
-    monkeypatch.setattr(loader, "lower_file", _unlowerable)
+    monkeypatch.setattr(lowering, "lower_file", _unlowerable)
     again = load(FIXTURES / "held.svm", disk=cache)
     assert again.lowered == first.lowered
     assert again.lowered.warnings == first.lowered.warnings
@@ -119,5 +119,5 @@ def test_every_runner_uses_the_folder_svmdsl_cache_dir_names(tmp_path: Path, mon
     first = load(FIXTURES / "held.svm")
     assert list(cache.rglob("*.lowered"))
     clear_cache()
-    monkeypatch.setattr(loader, "lower_file", _unlowerable)
+    monkeypatch.setattr(lowering, "lower_file", _unlowerable)
     assert load(FIXTURES / "held.svm").lowered == first.lowered

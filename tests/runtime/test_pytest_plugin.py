@@ -162,7 +162,7 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A second run (or another xdist worker) reads the lowered file back instead of parsing it again."""
-    import dsl.runtime.loader as loader
+    import dsl.compiler.lower as lowering
     from dsl.runtime.loader import clear_cache
 
     def unlowerable(text: str, file: str) -> None:
@@ -174,7 +174,7 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     project.runpytest().assert_outcomes(passed=2)
     assert len(list(cache.rglob("*.lowered"))) == 1
     clear_cache()
-    monkeypatch.setattr(loader, "lower_file", unlowerable)
+    monkeypatch.setattr(lowering, "lower_file", unlowerable)
     project.runpytest().assert_outcomes(passed=2)
     clear_cache()
 

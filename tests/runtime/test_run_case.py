@@ -149,13 +149,13 @@ def test_progress_is_drawn_only_on_a_terminal() -> None:
 
 def test_a_defect_while_lowering_costs_one_file_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected exception in the pipeline becomes that file's error (no traceback unless SVMDSL_DEBUG)."""
-    import dsl.runtime.loader as loader
+    import dsl.compiler.lower as lowering
 
     def broken(text: str, file: str) -> None:
         raise KeyError("oops")
 
     monkeypatch.delenv("SVMDSL_DEBUG", raising=False)
-    monkeypatch.setattr(loader, "lower_file", broken)
+    monkeypatch.setattr(lowering, "lower_file", broken)
     shutil.copy(FIXTURES / "held.svm", tmp_path / "held.svm")
     loaded = load(tmp_path / "held.svm")
     assert loaded.error is not None
