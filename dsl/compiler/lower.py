@@ -110,12 +110,11 @@ def _cases(
             f"scenario {title!r} names no policy to run under",
             expected="a `policies …` line in the scenario or in a background",
         )
-    configured = _with_executed_code(ctx, scenario, configured)
-    configured = _with_l1_exit_intercepts(ctx, scenario, configured)
-    steps = arm_before_execute([lower_step(ctx, step, configured) for step in scenario.steps])
-    injects_from_l1 = any(
-        isinstance(step, ast.InjectStep) and step.source is InjectionSource.L1 for step in scenario.steps
-    )
+    written = scenario.steps  # a property that filters the statements: taken once
+    configured = _with_executed_code(ctx, written, configured)
+    configured = _with_l1_exit_intercepts(ctx, written, configured)
+    steps = arm_before_execute([lower_step(ctx, step, configured) for step in written])
+    injects_from_l1 = any(isinstance(step, ast.InjectStep) and step.source is InjectionSource.L1 for step in written)
     if configured.vmcb12 and not injects_from_l1:
         steps.insert(0, l1_vmrun_from_vmcb12(configured))
     if not any(isinstance(step, engine.Reenter | engine.Run) for step in steps):
@@ -153,13 +152,13 @@ def arm_before_execute(steps: list[engine.Step]) -> list[engine.Step]:
     return ordered
 
 
-def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
+def _with_executed_code(ctx: Context, written: tuple[ast.Step, ...], configured: Configured) -> Configured:
     """`guest executes int3` as the first execute step places the instruction at RIP, or checks it is there.
 
     RIP may lie anywhere inside a `code at` block (after a `nop`, say): the bytes there are the instruction, and
     a block of its own would overlap it (the checker refuses overlapping blocks).
     """
-    first = next((s for s in scenario.steps if isinstance(s, ast.ExecuteStep)), None)
+    first = next((s for s in written if isinstance(s, ast.ExecuteStep)), None)
     if first is None or first.instruction is None:
         return configured
     setup = configured.setup
@@ -179,12 +178,10 @@ def _with_executed_code(ctx: Context, scenario: ast.Scenario, configured: Config
     return configured
 
 
-def _with_l1_exit_intercepts(ctx: Context, scenario: ast.Scenario, configured: Configured) -> Configured:
+def _with_l1_exit_intercepts(ctx: Context, written: tuple[ast.Step, ...], configured: Configured) -> Configured:
     """`exit for hlt intercepted by L1` implies that L1 intercepts hlt."""
     reasons = tuple(
-        exit_reason(ctx, step.reason)
-        for step in scenario.steps
-        if isinstance(step, ast.ExitStep) and step.handler is Level.L1
+        exit_reason(ctx, step.reason) for step in written if isinstance(step, ast.ExitStep) and step.handler is Level.L1
     )
     if not reasons:
         return configured

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from dsl.compiler.lower_names import Context, did_you_mean, member, vector
@@ -17,6 +19,8 @@ from dsl.syntax.vocabulary import DELIVERED_TYPES, EXIT_CODE_OBSERVABLES, EXIT_R
 #: alike; derived, so the language's vocabulary stays the one list of words.
 EVENT_TYPE_WORDS: dict[str, EventType] = {word: EventType[word.upper()] for word in DELIVERED_TYPES}
 _NONE_WORD = "none"
+#: Text up to the end of a statement: a `;` or `//` outside a quoted string (an unclosed quote runs to the end).
+_STATEMENT = re.compile(r'(?:[^";/]|/(?!/)|"[^"]*(?:"|\Z))*')
 _COMPARISONS = {
     ast.Comparison.EQ: Comparison.EQ,
     ast.Comparison.NE: Comparison.NE,
@@ -26,14 +30,9 @@ _COMPARISONS = {
 
 def expectation_text(ctx: Context, loc: Loc) -> str:
     """The expectation as written: its source from `loc` to the end of the statement (`;`, comment, line end)."""
-    rest = ctx.line(loc.line)[loc.column - 1 :]
-    in_quotes = False
-    for index, char in enumerate(rest):
-        if char == '"':
-            in_quotes = not in_quotes
-        elif not in_quotes and (char == ";" or rest.startswith("//", index)):
-            return rest[:index].strip()
-    return rest.strip()
+    statement = _STATEMENT.match(ctx.line(loc.line)[loc.column - 1 :])
+    assert statement is not None  # the pattern matches the empty string
+    return statement.group(0).strip()
 
 
 def lower_expectations(
