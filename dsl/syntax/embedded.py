@@ -9,10 +9,8 @@ About twice as fast as building a tree and transforming it.
 from __future__ import annotations
 
 import functools
-import gc
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import lark_cython  # type: ignore[import-untyped]  # no type information
@@ -20,6 +18,7 @@ from lark import Lark
 from lark.exceptions import LarkError
 
 from dsl.errors import NO_FILE, Loc
+from dsl.syntax.collector import collector_paused
 from dsl.syntax.grammar import build_parser
 from dsl.syntax.instructions import ShapeError
 from dsl.syntax.tokens import Token
@@ -99,21 +98,6 @@ def _reference_parser() -> Lark:
 _PARSING = threading.Lock()  # the one builder names the file being parsed
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while an AST is built. Building allocates many objects and no reference
-    cycles, so the collector's passes over them find nothing: ~12% of the parse time on the bench_runners corpus.
-    """
-    if not gc.isenabled():  # turned off by someone else: leave it so
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def parse_ast(text: str, filename: str) -> object:
     """The AST of `text`, every location naming `filename`; Lark's `UnexpectedInput` or a `ShapeError` if the
     text does not parse.
@@ -121,7 +105,7 @@ def parse_ast(text: str, filename: str) -> object:
     lark-cython's errors lack what the diagnostics need (its `accepts` fails, its states are not Lark's), so a
     text it rejects is parsed again by Lark's parser, whose outcome is the one that counts.
     """
-    with _PARSING, _collector_paused():
+    with _PARSING, collector_paused():
         _builder().builder.file = filename
         try:
             return _fast_parser().parse(text)
