@@ -50,6 +50,12 @@ LINEAR_MASK_32 = 0xFFFF_FFFF
 _NO_SHADOW = "none"
 _SEED_AS_COMMITTED = "seed-as-committed"
 _GUEST_DEBUG_SW_BP = "sw-bp"
+#: How an event named by its vector is injected, by how it is written (`#BP`, `int 0x80`, `irq 0x20`).
+_EVENT_TYPES = {
+    ast.EventKind.EXCEPTION: EventType.EXCEPTION,
+    ast.EventKind.SOFT_INTERRUPT: EventType.SOFT,
+    ast.EventKind.INTERRUPT: EventType.INTR,
+}
 #: `l1 with …` features → the engine's Nesting fields.
 _L1_FEATURES: dict[str, str] = {"nrips": "l1_nrips", "npt": "l1_npt", "shstk": "l1_shstk"}
 
@@ -249,13 +255,7 @@ def event_of(ctx: Context, spec: ast.EventSpec) -> tuple[int, EventType]:
     if spec.kind is ast.EventKind.NMI:
         return int(Vector.NMI), EventType.NMI
     assert spec.vector is not None
-    number = vector(ctx, spec.vector, spec.loc)
-    kinds = {
-        ast.EventKind.EXCEPTION: EventType.EXCEPTION,
-        ast.EventKind.SOFT_INTERRUPT: EventType.SOFT,
-        ast.EventKind.INTERRUPT: EventType.INTR,
-    }
-    return number, kinds[spec.kind]
+    return vector(ctx, spec.vector, spec.loc), _EVENT_TYPES[spec.kind]
 
 
 def lower_step(ctx: Context, step: ast.Step, configured: Configured) -> engine.Step:
