@@ -6,7 +6,8 @@ repeated with renamed scenarios until it has the requested number of lines, in f
 
 - baseline: `str.splitlines` plus a trivial regular-expression tokenizer over every line (what any line-based
   reader pays at least);
-- parse:    `dsl.syntax.parse_text` (Lark LALR, contextual lexer, AST transformer, outline expansion);
+- parse:    `dsl.syntax.parse_text` (Lark's LALR tables run by lark-cython, contextual lexer, AST built inside
+            the parser, outline expansion);
 - check:    parse + `dsl.compiler.check.check` (names, ranges, assembler, contradictions).
 
 Goal: parse ≥ 20,000 lines/s. Each rate is printed by the wall clock and per CPU-second of this process: on a
