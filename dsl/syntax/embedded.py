@@ -4,6 +4,9 @@ Lark's embedded transformer calls one function per rule with the rule's children
 (`keep_all_tokens`), so each function finds its location in its first token or located child, drops the
 keyword and punctuation tokens, and hands the location and the rest to the `AstBuilder` method of the same name.
 About twice as fast as building a tree and transforming it.
+
+Two parsers share the grammar and the builder: lark-cython's parses every text; one it rejects is parsed again by
+Lark's own, whose errors carry what `dsl.syntax.diagnostics` reads. `dsl.syntax.tokens` is the token of either.
 """
 
 from __future__ import annotations
