@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=0,
         metavar="N",
-        help="worker processes (default 0: one per available core; 1: run in this process)",
+        help="worker processes (default 0: one per available core for a large library, else 1; 1: run in this process)",
     )
 
     check = commands.add_parser(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from dsl.runtime import report_json, report_text
@@ -31,7 +30,7 @@ def run_command(args: argparse.Namespace) -> int:
             tuple(args.paths),
             policies=tuple(args.policy),
             profiles=tuple(args.profile),
-            jobs=args.jobs or available_cores(),
+            jobs=args.jobs,
             on_file=on_file,
         )
     finally:
@@ -50,8 +49,3 @@ def run_command(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         sys.stdout.write(report_text.render(report, paint, trace=not args.no_trace))
     return EXIT_OK if report.ok and (report.entries or report.file_errors) else EXIT_FAILED
-
-
-def available_cores() -> int:
-    """The cores this process may run on (what `--jobs 0`, the default, uses)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

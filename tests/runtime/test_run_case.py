@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 import dsl
+from dsl.runtime import session
 from dsl.runtime.loader import clear_cache, load
 from dsl.runtime.pytest_items import SvmCaseFailed
 from dsl.runtime.runner import run_case
@@ -106,6 +107,21 @@ def test_run_paths_marks_divergences_from_architectural(tmp_path: Path) -> None:
     diverges = {e.result.key.policy: e.diverges for e in report.entries}
     assert diverges == {"kvm-5.19": True, "architectural": None}
     assert report.per_policy()["kvm-5.19"].divergences == 1
+
+
+def test_jobs_zero_starts_workers_only_for_a_large_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`svmdsl run`'s default: a small library runs in this process (its entries keep the engine's Result); one of
+    POOL_MIN_BYTES or more runs in one worker per core (results stay in the workers); verdicts are the same."""
+    for name in ("held.svm", "fails.svm"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    monkeypatch.setattr(session, "available_cores", lambda: 2)
+    here = run_paths((str(tmp_path),), jobs=0)
+    assert all(entry.result.result is not None for entry in here.entries)
+    monkeypatch.setattr(session, "POOL_MIN_BYTES", 1)
+    pooled = run_paths((str(tmp_path),), jobs=0)
+    assert all(entry.result.result is None for entry in pooled.entries)
+    assert [e.result.verdict for e in pooled.entries] == [e.result.verdict for e in here.entries]
+    assert Verdict.FAILED in {e.result.verdict for e in here.entries}
 
 
 def test_the_package_exports_the_runtime_lazily() -> None:
