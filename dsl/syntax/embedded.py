@@ -6,7 +6,8 @@ keyword and punctuation tokens, and hands the location and the rest to the `AstB
 About twice as fast as building a tree and transforming it.
 
 Two parsers share the grammar and the builder: lark-cython's parses every text; one it rejects is parsed again by
-Lark's own, whose errors carry what `dsl.syntax.diagnostics` reads. `dsl.syntax.tokens` is the token of either.
+Lark's own, whose errors carry what `dsl.syntax.diagnostics` reads. Where lark-cython is not installed, Lark's
+parser does both (`dsl.syntax.tokens`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import lark_cython  # type: ignore[import-untyped]  # no type information
 from lark import Lark
 from lark.exceptions import LarkError
 
@@ -24,7 +24,7 @@ from dsl.errors import NO_FILE, Loc
 from dsl.syntax.collector import collector_paused
 from dsl.syntax.grammar import build_parser
 from dsl.syntax.instructions import ShapeError
-from dsl.syntax.tokens import Token
+from dsl.syntax.tokens import CYTHON_PLUGINS, Token
 from dsl.syntax.transform_sentences import AstBuilder
 
 #: Terminals that carry a value; every other token (keywords, punctuation, newlines) is dropped.
@@ -88,8 +88,8 @@ def _ast_parser(**options: Any) -> Lark:
 
 @functools.cache
 def _fast_parser() -> Lark:
-    """lark-cython's LALR parser and lexer (Cython): about 1.4× as fast as Lark's own on our scenarios."""
-    return _ast_parser(_plugins=lark_cython.plugins)
+    """lark-cython's LALR parser and lexer (about 1.4× as fast as Lark's own here), or Lark's where it is missing."""
+    return _reference_parser() if CYTHON_PLUGINS is None else _ast_parser(_plugins=CYTHON_PLUGINS)
 
 
 @functools.cache
@@ -110,9 +110,12 @@ def parse_ast(text: str, filename: str) -> object:
     """
     with _PARSING, collector_paused():
         _builder().builder.file = filename
+        fast = _fast_parser()
         try:
-            return _fast_parser().parse(text)
+            return fast.parse(text)
         except (LarkError, ShapeError):
+            if fast is _reference_parser():  # lark-cython is not installed: this was Lark's parser already
+                raise
             return _reference_parser().parse(text)
 
 

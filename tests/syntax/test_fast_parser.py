@@ -2,11 +2,14 @@
 
 lark-cython must build exactly the AST Lark's parser builds — locations and number spellings included, which AST
 equality leaves out — and a text it rejects must fail in Lark's parser, whose errors carry what the diagnostics
-read (the accepted terminals, the LALR state the error examples are matched on).
+read (the accepted terminals, the LALR state the error examples are matched on). Where lark-cython is not
+installed, Lark's parser does both, with the same results.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -14,7 +17,8 @@ import pytest
 from lark.exceptions import UnexpectedInput
 from lark.parsers.lalr_parser_state import ParserState
 
-from dsl.syntax import ast
+from dsl.errors import SvmError
+from dsl.syntax import ast, parse_text
 from dsl.syntax.embedded import _fast_parser, _reference_parser, parse_ast
 from dsl.syntax.tokens import Token
 
@@ -59,3 +63,36 @@ def test_a_text_that_does_not_parse_fails_in_larks_parser(text: str, accepted: s
         parse_ast(text, "t.svm")
     assert isinstance(failure.value.state, ParserState)
     assert set(getattr(failure.value, "accepts", ())) == accepted
+
+
+WITHOUT_LARK_CYTHON = """
+import sys
+sys.modules["lark_cython"] = None  # `import lark_cython` raises ImportError, as where it has no wheel
+sys.path.insert(0, sys.argv[1])
+from dsl.errors import SvmError
+from dsl.syntax import parse_text, tokens
+from test_fast_parser import snapshot
+assert tokens.CYTHON_PLUGINS is None
+path, broken = sys.argv[2], sys.argv[3]
+print(repr(snapshot(parse_text(open(path, encoding="utf-8").read(), path))))
+try:
+    parse_text(broken, "broken.svm")
+except SvmError as error:
+    print(error.render())
+"""
+BROKEN = 'scenario "t":\n  rip rip\n  guest executes int3\n'
+
+
+def test_without_lark_cython_larks_parser_does_it_all() -> None:
+    """Where lark-cython has no wheel (pyproject.toml), parsing gives the same ASTs and the same errors."""
+    path = ROOT / "tests/syntax/corpus/valid/selftest.svm"
+    completed = subprocess.run(
+        [sys.executable, "-c", WITHOUT_LARK_CYTHON, str(Path(__file__).parent), str(path), BROKEN],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with pytest.raises(SvmError) as failure:
+        parse_text(BROKEN, "broken.svm")
+    expected = repr(snapshot(parse_text(path.read_text(encoding="utf-8"), str(path))))
+    assert completed.stdout == expected + "\n" + failure.value.render() + "\n"
