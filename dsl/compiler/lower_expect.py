@@ -6,7 +6,7 @@ import re
 
 import attrs
 
-from dsl.compiler.lower_names import Context, did_you_mean, member, vector
+from dsl.compiler.lower_names import Context, did_you_mean, member, plain, vector
 from dsl.compiler.lower_setup import event_of, policy_of
 from dsl.compiler.lowered import Check, Comparison, Probe
 from dsl.engine.result import Observed
@@ -79,13 +79,13 @@ def lower_expectation(ctx: Context, expectation: ast.Expectation) -> tuple[Check
             probes = [Check(loc, text, Probe.DELIVERED, Comparison.EQ, not negated, vector=number, event_type=kind)]
             for probe, value in ((Probe.RETURN_RIP, return_rip), (Probe.ERROR_CODE, error_code)):
                 if value is not None:
-                    probes.append(Check(loc, text, probe, Comparison.EQ, value, vector=number, event_type=kind))
+                    probes.append(Check(loc, text, probe, Comparison.EQ, int(value), vector=number, event_type=kind))
             return tuple(probes)
         case ast.SpuriousDbExpectation(present=present):
             return (Check(loc, text, Observable.SPURIOUS_DB, Comparison.EQ, present),)
         case ast.FieldExpectation(observable=name, pick=pick, comparison=comparison, value=value):
             observable = member(ctx, name, Observable, "observable")
-            chosen = pick if pick is None or isinstance(pick, int) else member(ctx, pick, Pick, "pick")
+            chosen = plain(pick) if pick is None or isinstance(pick, int) else member(ctx, pick, Pick, "pick")
             expected = _typed(ctx, observable, value)
             check = Check(loc, text, observable, _COMPARISONS[comparison], expected, pick=chosen or Pick.FOCUS)
             return (check,)
@@ -94,8 +94,10 @@ def lower_expectation(ctx: Context, expectation: ast.Expectation) -> tuple[Check
 
 def _typed(ctx: Context, observable: Observable, value: ast.ExpectedValue) -> Observed:
     """The right-hand side of a check as the engine reports that observable (a vector, an outcome, a number…)."""
+    if isinstance(value, ast.Number):
+        return int(value)
     if not isinstance(value, ast.Name):
-        return value  # a number, true/false, or a "string" (for `contains`)
+        return value  # true/false, or a "string" (for `contains`)
     word = value.text
     if word == _NONE_WORD:
         return None

@@ -64,12 +64,18 @@ def member(ctx: Context, name: ast.Name, kind: type[_E], what: str) -> _E:
     )
 
 
+def plain(number: int | None) -> int | None:
+    """An AST number (`ast.Number`, which keeps its spelling for the formatter) as the plain int a Program holds:
+    nothing of the syntax reaches the engine, and a lowered case stays cheap to keep and to load."""
+    return None if number is None else int(number)
+
+
 def vector(ctx: Context, ref: ast.VectorRef, loc: Loc) -> int:
     """A vector written as a name (`#BP`, `NMI`) or a number (0-255)."""
     if isinstance(ref, int):
         if not 0 <= ref < VECTOR_COUNT:
             raise ctx.error(loc, f"vector {ref:#x} is out of range", expected="a vector from 0x0 to 0xff")
-        return ref
+        return int(ref)
     if ref.text in VECTORS:
         return int(VECTORS[ref.text])
     choices = list(VECTORS)

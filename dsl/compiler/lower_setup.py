@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from dsl.compiler.assemble import AssembleError, assemble
-from dsl.compiler.lower_names import Context, did_you_mean, exit_reason, member, vector
+from dsl.compiler.lower_names import Context, did_you_mean, exit_reason, member, plain, vector
 from dsl.engine import program as engine
 from dsl.engine.vocab import (
     EXCEPTION_EXIT_BASE,
@@ -110,9 +110,9 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
             case ast.ModeSetting(mode=name):
                 setup["mode"] = member(ctx, name, CpuMode, "CPU mode")
             case ast.CsBaseSetting(base=base):
-                setup["cs_base"] = base
+                setup["cs_base"] = int(base)
             case ast.RipSetting(rip=rip):
-                setup["rip"] = rip
+                setup["rip"] = int(rip)
             case ast.RflagsSetting():
                 setup["rflags"] = _rflags(ctx, setting)
             case ast.InterruptShadowSetting(shadow=name):
@@ -122,15 +122,15 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
                     )
                 setup["interrupt_shadow"] = name.text != _NO_SHADOW
             case ast.CplSetting(cpl=cpl):
-                setup["cpl"] = cpl
+                setup["cpl"] = int(cpl)
             case ast.GifSetting(gif=gif):
                 setup["gif"] = bool(gif)
             case ast.BreakpointSetting(register=name, address=address):
                 if name.text not in BREAKPOINT_REGISTERS:
                     raise ctx.error(name.loc, f"{name.text!r} is not a breakpoint register", expected="dr0 … dr3")
-                breakpoints.append(engine.CodeBreakpoint(BREAKPOINT_REGISTERS.index(name.text), address))
+                breakpoints.append(engine.CodeBreakpoint(BREAKPOINT_REGISTERS.index(name.text), int(address)))
             case ast.PageSetting(address=address, present=present, tables=tables):
-                pages.append(engine.PagePresence(address, tables, present))
+                pages.append(engine.PagePresence(int(address), tables, present))
             case ast.IdtGateSetting():
                 idt.append(_gate(ctx, setting))
             case ast.VmcbFieldSetting():
@@ -144,7 +144,7 @@ def configure(ctx: Context, settings: tuple[ast.Setting, ...]) -> Configured:
                 nesting = nesting if nesting is not None else {}
                 _intercepts(ctx, names, nesting)
             case ast.CodeSetting(address=address, code=written):
-                placed.append((address, written))
+                placed.append((int(address), written))
     mode = setup.get("mode", CpuMode.LONG_64)
     code = [engine.CodeBytes(address, code_bytes(ctx, written, address, mode)) for address, written in placed]
     if vmcb12 and nesting is None:
@@ -174,7 +174,7 @@ def policy_of(ctx: Context, name: ast.Name) -> PolicyName:
 
 def _rflags(ctx: Context, setting: ast.RflagsSetting) -> int:
     if setting.value is not None:
-        return setting.value
+        return int(setting.value)
     value = RFLAGS_RESERVED_ONE
     for flag in setting.flags:
         bit = RFLAGS_BITS.get(flag.text)
@@ -191,7 +191,7 @@ def _gate(ctx: Context, setting: ast.IdtGateSetting) -> engine.IdtGate:
     return engine.IdtGate(
         vector=vector(ctx, setting.vector, setting.loc),
         present=setting.present,
-        dpl=engine.MAX_PRIVILEGE if setting.dpl is None else setting.dpl,
+        dpl=engine.MAX_PRIVILEGE if setting.dpl is None else int(setting.dpl),
         gate_type=gate_type,
     )
 
@@ -199,10 +199,10 @@ def _gate(ctx: Context, setting: ast.IdtGateSetting) -> engine.IdtGate:
 def _vmcb_field(ctx: Context, setting: ast.VmcbFieldSetting, setup: dict[str, Any], vmcb12: dict[str, int]) -> None:
     field = setting.field.text
     if setting.vmcb is ast.Vmcb.VMCB and field == "next_rip":
-        setup["vmcb_next_rip"] = setting.value
+        setup["vmcb_next_rip"] = int(setting.value)
         return
     if setting.vmcb is ast.Vmcb.VMCB12 and field in ("event_inj", "event_inj_err", "rip", "next_rip", "cs_base"):
-        vmcb12[field] = setting.value
+        vmcb12[field] = int(setting.value)
         return
     supported = "vmcb next_rip; vmcb12 event_inj, event_inj_err, rip, next_rip, cs_base"
     raise ctx.error(
@@ -269,16 +269,16 @@ def lower_step(ctx: Context, step: ast.Step, configured: Configured) -> engine.S
             return engine.VectoringFault(
                 fault=member(ctx, name, FaultKind, "fault"),
                 handled_by=handler,
-                error_code=step.error_code,
-                cr2=step.cr2,
+                error_code=plain(step.error_code),
+                cr2=plain(step.cr2),
                 during=None if during is None else vector(ctx, during, step.loc),
             )
         case ast.ExitStep(reason=name):
             return engine.ExitFor(exit_reason(ctx, name))
         case ast.CodeModifiedStep(address=address, code=written):
-            return engine.ModifyCode(address, code_bytes(ctx, written, address, configured.setup.mode))
+            return engine.ModifyCode(int(address), code_bytes(ctx, written, address, configured.setup.mode))
         case ast.PageStep(address=address, mapped=mapped, tables=tables):
-            return engine.SetPage(address, tables, mapped)
+            return engine.SetPage(int(address), tables, mapped)
         case ast.CancelEntryStep():
             return engine.CancelEntry()
         case ast.SaveRestoreStep(regs_first=regs_first):
@@ -295,7 +295,7 @@ def _inject(ctx: Context, step: ast.InjectStep, configured: Configured) -> engin
     for field in step.fields:
         if field.field.text not in allowed:
             raise ctx.error(field.field.loc, f"unknown field {field.field.text!r} here", expected=", ".join(allowed))
-    fields = {f.field.text: f.value for f in step.fields}
+    fields = {f.field.text: int(f.value) for f in step.fields}
     error_code = fields.get("error_code")
     if step.source is not InjectionSource.L1:
         number, kind = event_of(ctx, step.event)
@@ -314,7 +314,7 @@ def _l1_event_inj(ctx: Context, spec: ast.EventSpec, error_code: int | None) -> 
     """vmcb12 EVENTINJ as L1 writes it. A raw event goes through as written, reserved type and all: L1 may write
     any 32 bits, and the engine models the VMRUN that fails on them (H-8, K-7.1-6)."""
     if spec.kind is ast.EventKind.RAW:
-        return spec.raw or 0
+        return int(spec.raw or 0)
     number, kind = event_of(ctx, spec)
     encoded = EVENT_VALID | (kind.value << EVENT_TYPE_SHIFT) | number
     if error_code is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from pathlib import Path
 
+import attrs
 import pytest
 
 from dsl.compiler.lower import Comparison, Probe, lower_file, lower_svm
@@ -301,3 +304,33 @@ scenario "second":
     with pytest.raises(SvmError) as raised:
         lower_file(text, "two.svm")
     assert [d.loc.line for d in raised.value.diagnostics] == [5, 11]
+
+
+def _syntax_objects(value: object, where: str = "") -> Iterator[str]:
+    """Where in `value` (attrs fields, tuples, dicts) an object of a `dsl.syntax` class sits."""
+    if type(value).__module__.startswith("dsl.syntax"):
+        yield f"{where}: {type(value).__name__}"
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):
+            yield from _syntax_objects(getattr(value, field.name), f"{type(value).__name__}.{field.name}")
+    elif isinstance(value, tuple | list | frozenset):
+        for item in value:
+            yield from _syntax_objects(item, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _syntax_objects(key, where)
+            yield from _syntax_objects(item, where)
+
+
+@pytest.mark.parametrize("folder", ["scenarios", "tests"])
+def test_lowered_cases_hold_plain_values_only(folder: str) -> None:
+    """Nothing of the syntax reaches the engine: numbers lose their source spelling (`ast.Number`) when lowered."""
+    root = Path(__file__).resolve().parents[2] / folder
+    found = set()
+    for path in sorted(root.rglob("*.svm")):
+        try:
+            lowered = lower_file(path.read_text(encoding="utf-8"), path.name)
+        except SvmError:  # the fixtures of bad input
+            continue
+        found.update(_syntax_objects(lowered))
+    assert not found
