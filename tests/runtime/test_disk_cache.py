@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,18 @@ def test_every_runner_uses_the_folder_svmdsl_cache_dir_names(tmp_path: Path, mon
     clear_cache()
     monkeypatch.setattr(lowering, "lower_file", _unlowerable)
     assert load(FIXTURES / "held.svm").lowered == first.lowered
+
+
+def test_a_process_whose_files_all_come_from_the_cache_never_loads_the_parser(tmp_path: Path) -> None:
+    """The point of the cache is the parse it saves; importing the parser (Lark, the grammar) is part of it."""
+    cache = tmp_path / "cache"
+    load(FIXTURES / "held.svm", disk=cache)
+    probe = (
+        "import sys\n"
+        "from dsl.runtime.loader import load\n"
+        f"assert load({str(FIXTURES / 'held.svm')!r}).lowered is not None\n"
+        "print(sorted(name for name in sys.modules if name.startswith(('lark', 'dsl.syntax', 'dsl.compiler.check'))))\n"
+    )
+    env = {**os.environ, disk_cache.CACHE_DIR_VARIABLE: str(cache)}
+    completed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"
