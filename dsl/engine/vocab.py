@@ -230,14 +230,12 @@ KVM_RELEASES: tuple[PolicyName, ...] = (
 POLICY_ALIASES: dict[str, PolicyName] = {"kvm-mainline": PolicyName.KVM_7_1}
 
 
+_POLICY_NAMES: dict[str, PolicyName] = {policy.value: policy for policy in PolicyName} | POLICY_ALIASES
+
+
 def policy_by_name(name: str) -> PolicyName | None:
     """The policy a user-facing name denotes, aliases included; None if unknown."""
-    if name in POLICY_ALIASES:
-        return POLICY_ALIASES[name]
-    for policy in PolicyName:
-        if policy.value == name:
-            return policy
-    return None
+    return _POLICY_NAMES.get(name)
 
 
 def policy_names() -> tuple[str, ...]:
