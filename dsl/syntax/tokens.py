@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import lark
 
 try:
-    import lark_cython  # type: ignore[import-untyped]  # no type information
+    import lark_cython  # untyped: see [[tool.mypy.overrides]] in pyproject.toml
 except ImportError:  # no wheel for this platform
     lark_cython = None
 
