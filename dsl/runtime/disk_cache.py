@@ -34,11 +34,17 @@ _SOURCE_SUFFIXES = (".py", ".lark")
 
 
 def default_folder() -> Path | None:
-    """The folder `SVMDSL_CACHE_DIR` names, or the user's cache folder; None when the variable is empty."""
+    """The folder `SVMDSL_CACHE_DIR` names, or the user's cache folder; None when the variable is empty or the user
+    has no home folder."""
     chosen = os.environ.get(CACHE_DIR_VARIABLE)
     if chosen is not None:
         return Path(chosen) if chosen else None
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (KeyError, RuntimeError):  # no HOME and no passwd entry (some containers): run without a cache
+            return None
     return Path(base) / "svmdsl" / "lowered"  # svmdsl's other caches (the real-KVM backend's) live beside it
 
 

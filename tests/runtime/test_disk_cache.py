@@ -139,3 +139,14 @@ def test_a_process_whose_files_all_come_from_the_cache_never_loads_the_parser(tm
     env = {**os.environ, disk_cache.CACHE_DIR_VARIABLE: str(cache)}
     completed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def test_a_user_without_a_home_folder_runs_without_a_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv(disk_cache.CACHE_DIR_VARIABLE, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", homeless)
+    assert disk_cache.default_folder() is None
+    assert load(FIXTURES / "held.svm").ok
