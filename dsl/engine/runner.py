@@ -196,12 +196,24 @@ def _guest_action(m: Machine, policy: Policy, field: str) -> None:
         _enter(m, policy)
         if not _running(m) or len(m.deliveries) > delivered:
             return
+    if not _returned_or_served(m, policy):
+        _execute_next(m, policy)
+
+
+def _returned_or_served(m: Machine, policy: Policy) -> bool:
+    """What the running guest does before its next instruction: return from a handler (IRET), or take the event
+    KVM requested a window for. Whether it did one of them."""
     if m.frames:
         cpu.iret(m)
-        return
+        return True
     if m.kvm.event_request:
         _serve_event_request(m, policy)
-        return
+        return True
+    return False
+
+
+def _execute_next(m: Machine, policy: Policy) -> None:
+    """The guest executes the instruction at RIP; L0 (or L1) handles the exit it causes, if any."""
     exit_ = cpu.execute(m)
     if exit_ is not None:
         _after_exit(m, policy, exit_)
@@ -362,17 +374,11 @@ def _run(m: Machine, policy: Policy, step: Run) -> None:
                 return
             _enter(m, policy)
             continue
-        if m.frames:
-            cpu.iret(m)
-            continue
-        if m.kvm.event_request:
-            _serve_event_request(m, policy)
+        if _returned_or_served(m, policy):
             continue
         if _settled(m):
             return
-        exit_ = cpu.execute(m)
-        if exit_ is not None:
-            _after_exit(m, policy, exit_)
+        _execute_next(m, policy)
     m.notes.append("run stopped: guest action bound reached")
 
 
