@@ -16,8 +16,7 @@ from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from dsl.errors import Diagnostic, Loc, line_of, make_diagnostic
-from dsl.syntax.embedded import parse_snippet
-from dsl.syntax.grammar import parser
+from dsl.syntax.embedded import parse_snippet, reference_parser
 
 #: Regular-expression terminals in words.
 TERMINAL_WORDS: dict[str, str] = {
@@ -62,7 +61,7 @@ def _terminal_word(name: str, lark: Lark) -> str:
 
 def describe_expected(names: Iterable[str], lark: Lark | None = None) -> str:
     """The accepted terminals as words: `'scenario', a tag such as @seed or the end of the file`."""
-    lark = lark or parser()
+    lark = lark or reference_parser()
     words = {name: _terminal_word(name, lark) for name in names}
     keywords = {w.strip("'") for w in words.values() if w.startswith("'")}
     if {"profile", "guest", "expect"} <= keywords:
@@ -111,7 +110,7 @@ def _found(error: UnexpectedInput, source: str) -> tuple[str, int | None]:
 
 def diagnose_parse_error(error: UnexpectedInput, source: str, filename: str) -> Diagnostic:
     """The diagnostic for one Lark error: location, message (from the examples table when it matches), expected."""
-    lark = parser()
+    lark = reference_parser()
     expected: set[str]
     if isinstance(error, UnexpectedToken):
         expected = set(error.accepts or error.expected)

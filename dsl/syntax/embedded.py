@@ -89,11 +89,11 @@ def _ast_parser(**options: Any) -> Lark:
 @functools.cache
 def _fast_parser() -> Lark:
     """lark-cython's LALR parser and lexer (about 1.4× as fast as Lark's own here), or Lark's where it is missing."""
-    return _reference_parser() if CYTHON_PLUGINS is None else _ast_parser(_plugins=CYTHON_PLUGINS)
+    return reference_parser() if CYTHON_PLUGINS is None else _ast_parser(_plugins=CYTHON_PLUGINS)
 
 
 @functools.cache
-def _reference_parser() -> Lark:
+def reference_parser() -> Lark:
     """Lark's own parser: its errors carry what the diagnostics read (the accepted terminals, the parser state)."""
     return _ast_parser()
 
@@ -114,13 +114,13 @@ def parse_ast(text: str, filename: str) -> object:
         try:
             return fast.parse(text)
         except (LarkError, ShapeError):
-            if fast is _reference_parser():  # lark-cython is not installed: this was Lark's parser already
+            if fast is reference_parser():  # lark-cython is not installed: this was Lark's parser already
                 raise
-            return _reference_parser().parse(text)
+            return reference_parser().parse(text)
 
 
 def parse_snippet(text: str) -> object:
     """Parse `text` with Lark's parser (replaying error examples, matched on its states; the result is not used)."""
     with _PARSING:
         _builder().builder.file = NO_FILE
-        return _reference_parser().parse(text)
+        return reference_parser().parse(text)

@@ -1,8 +1,7 @@
-"""The Lark parser for `grammar/svm.lark`, built once per process."""
+"""The grammar (`grammar/svm.lark`) as shipped in the package, and the one way to build a Lark parser from it."""
 
 from __future__ import annotations
 
-import functools
 from importlib import resources
 from typing import Any
 
@@ -30,9 +29,3 @@ def build_parser(*, strict: bool = False, cache: bool = True, propagate_position
         cache=cache,
         **options,
     )
-
-
-@functools.cache
-def parser() -> Lark:
-    """The process-wide parser (grammar analysis is cached on disk by Lark between processes)."""
-    return build_parser()

@@ -19,7 +19,7 @@ from lark.parsers.lalr_parser_state import ParserState
 
 from dsl.errors import SvmError
 from dsl.syntax import ast, parse_text
-from dsl.syntax.embedded import _fast_parser, _reference_parser, parse_ast
+from dsl.syntax.embedded import _fast_parser, parse_ast, reference_parser
 from dsl.syntax.tokens import Token
 
 ROOT = Path(__file__).parents[2]
@@ -44,9 +44,9 @@ def test_lark_cython_builds_the_ast_larks_parser_builds(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     fast = parse_ast(text, str(path))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("dsl.syntax.embedded._fast_parser", _reference_parser)
+        patch.setattr("dsl.syntax.embedded._fast_parser", reference_parser)
         reference = parse_ast(text, str(path))
-    assert _fast_parser() is not _reference_parser()
+    assert _fast_parser() is not reference_parser()
     assert snapshot(fast) == snapshot(reference)
 
 
