@@ -16,8 +16,6 @@ import attrs
 from dsl.docs.model import CaseView, FileView, MismatchView, ScenarioView, Site, SourceBlock, Status
 from dsl.docs.stories import Told, tell
 from dsl.engine.program import Program
-from dsl.engine.result import Result
-from dsl.engine.vocab import PolicyName
 from dsl.errors import SvmError
 from dsl.runtime.discover import ScenarioFile, scenario_files
 from dsl.runtime.loader import LoadedFile, load
@@ -91,7 +89,7 @@ def _file_view(
     for item in svm.scenarios:
         anchor = _unique(_slug(item.title), anchors)
         mine = [e for e in entries if e.result.key.scenario == item.title]
-        told = [_told(e, loaded, relative, anchor, mine) for e in mine]
+        told = [_told(e, loaded, relative, anchor) for e in mine]
         cases, stories = tell(item.title, relative, told)
         rows = tuple(dict.fromkeys(c.row for c in cases)) or (None,)
         scenarios.append(
@@ -114,7 +112,7 @@ def _file_view(
     return FileView(relative, file.topic, page, markdown, block, tuple(scenarios))
 
 
-def _told(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, siblings: list[Entry]) -> Told:
+def _told(entry: Entry, loaded: LoadedFile, relative: str, anchor: str) -> Told:
     """A case's view, with the engine's result and the program it ran (for its story)."""
     result = entry.result
     key = result.key
@@ -133,32 +131,22 @@ def _told(entry: Entry, loaded: LoadedFile, relative: str, anchor: str, siblings
     engine = result.result
     if engine is None:
         return Told(view, None, None)
-    architectural = _architectural(entry, siblings)
     view = attrs.evolve(
-        view,
-        evidence=engine.evidence.value,
-        divergence=explain_divergence(engine, architectural) if entry.diverges and architectural else "",
+        view, evidence=engine.evidence.value, divergence=explain_divergence(entry) if entry.diverges else ""
     )
     return Told(view, engine, _program(loaded, key.scenario, key.policy, key.row))
 
 
-def explain_divergence(own: Result, architectural: Result) -> str:
-    """One line: each guest-visible observable that differs, with the architectural value."""
+def explain_divergence(entry: Entry) -> str:
+    """One line: each guest-visible observable of `entry` that differs from the architectural run's, with the
+    architectural value ("" when there is nothing to compare with)."""
+    if entry.visible is None or entry.architectural is None:
+        return ""
     parts = []
-    for observable in GUEST_VISIBLE:
-        mine, ideal = own.observe(observable), architectural.observe(observable)
+    for observable, mine, ideal in zip(GUEST_VISIBLE, entry.visible, entry.architectural, strict=True):
         if mine != ideal or type(mine) is not type(ideal):
             parts.append(f"{observable.value} {show(mine, observable)} (architectural: {show(ideal, observable)})")
     return "; ".join(parts)
-
-
-def _architectural(entry: Entry, siblings: list[Entry]) -> Result | None:
-    for other in siblings:
-        key = other.result.key
-        same_place = key.row == entry.result.key.row and other.profile == entry.profile
-        if key.policy == PolicyName.ARCHITECTURAL.value and same_place:
-            return other.result.result
-    return None
 
 
 def _program(loaded: LoadedFile, scenario: str, policy: str, row: int | None) -> Program | None:

@@ -60,6 +60,8 @@ class Entry:
     profile: str | None = None
     diverges: bool | None = None  # None: no architectural run to compare with
     visible: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)  # see GUEST_VISIBLE
+    #: `visible` of the architectural run of the same scenario, row and profile, when there is one.
+    architectural: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def pending(self) -> bool:
@@ -250,7 +252,7 @@ def _with_divergences(entries: list[Entry]) -> tuple[Entry, ...]:
         if architectural is None or entry.visible is None or entry.result.key.policy == PolicyName.ARCHITECTURAL.value:
             marked.append(entry)
             continue
-        marked.append(attrs.evolve(entry, diverges=entry.visible != architectural))
+        marked.append(attrs.evolve(entry, diverges=entry.visible != architectural, architectural=architectural))
     return tuple(marked)
 
 
