@@ -8,17 +8,10 @@ KVM_SET_VCPU_EVENTS has no field for a raw EVENTINJ, so userspace and guest debu
 
 from __future__ import annotations
 
-from typing import Protocol
-
+from dsl.compiler.check_report import Reporter
 from dsl.engine.events import is_valid, type_of
 from dsl.engine.vocab import RESERVED_EVENT_TYPES, InjectionSource
 from dsl.errors import Loc
-
-
-class Report(Protocol):
-    def error(self, loc: Loc, message: str, expected: str | None = None, hint: str | None = None) -> None: ...
-
-    def warn(self, loc: Loc, message: str, hint: str | None = None) -> None: ...
 
 
 def is_reserved(raw: int) -> bool:
@@ -26,7 +19,7 @@ def is_reserved(raw: int) -> bool:
     return is_valid(raw) and type_of(raw) in RESERVED_EVENT_TYPES
 
 
-def check_raw_event(report: Report, raw: int, source: InjectionSource | None, loc: Loc) -> None:
+def check_raw_event(report: Reporter, raw: int, source: InjectionSource | None, loc: Loc) -> None:
     """`raw` injected from `source` (None: written into vmcb12 by a set-up line)."""
     if not is_reserved(raw):
         return

@@ -7,22 +7,12 @@ word of that observable (an outcome, an evidence tag, a vector, an exit reason, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
+from dsl.compiler.check_report import Reporter
 from dsl.errors import Loc
 from dsl.syntax import ast, vocabulary
 
 #: The word for "no such event / nothing recorded" on the right-hand side of any check.
 NONE_WORD = "none"
-
-
-class NameReport(Protocol):
-    """What the checks need from the checker: errors, and names checked against a vocabulary."""
-
-    def error(self, loc: Loc, message: str, expected: str | None = None, hint: str | None = None) -> None: ...
-
-    def name(self, name: ast.Name, what: str, options: Sequence[str]) -> bool: ...
 
 
 def _words_of(observable: str) -> tuple[str, tuple[str, ...]] | None:
@@ -41,7 +31,7 @@ def _words_of(observable: str) -> tuple[str, tuple[str, ...]] | None:
 
 
 def check_value(
-    report: NameReport, observable: str, comparison: ast.Comparison, value: ast.ExpectedValue, loc: Loc
+    report: Reporter, observable: str, comparison: ast.Comparison, value: ast.ExpectedValue, loc: Loc
 ) -> None:
     """Report a value `observable` never takes (`observable` is a known observable)."""
     listed = observable in vocabulary.LIST_OBSERVABLES

@@ -7,11 +7,10 @@ settings, as the lowering applies them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
 
 from dsl.compiler.assemble import AssembleError, assemble
+from dsl.compiler.check_report import Reporter
 from dsl.engine.vocab import CpuMode, PolicyName, policy_by_name
-from dsl.errors import Loc
 from dsl.syntax import ast, render, vocabulary
 
 #: Where the examples put the instruction under test when a scenario gives no `rip` (examples.md).
@@ -20,14 +19,6 @@ DEFAULT_RIP = 0x1000
 LINEAR_MASK_LEGACY = 0xFFFF_FFFF
 #: Instructions that raise #UD in 64-bit mode (APM vol. 3): worth a warning when a scenario places them there.
 INVALID_IN_64_BIT = ("into", "bound")
-
-
-class Report(Protocol):
-    """Where the checks put what they find."""
-
-    def error(self, loc: Loc, message: str, expected: str | None = None, hint: str | None = None) -> None: ...
-
-    def warn(self, loc: Loc, message: str, hint: str | None = None) -> None: ...
 
 
 # --- facts ------------------------------------------------------------------------------------------------------
@@ -111,7 +102,7 @@ def is_nesting(statement: ast.Statement) -> bool:
 
 
 def check_consistency(
-    report: Report, statements: Sequence[ast.Statement], mode: CpuMode, policies: tuple[PolicyName, ...] | None
+    report: Reporter, statements: Sequence[ast.Statement], mode: CpuMode, policies: tuple[PolicyName, ...] | None
 ) -> None:
     """Set-up that contradicts itself or the policies it runs under."""
     settings = {type(s): s for s in statements if isinstance(s, ast.SETTING_TYPES)}
@@ -146,7 +137,7 @@ def _size(code: ast.Code, address: int, mode: CpuMode) -> bytes | None:
 
 
 def check_code_overlaps(
-    report: Report, statements: Sequence[ast.Statement], mode: CpuMode
+    report: Reporter, statements: Sequence[ast.Statement], mode: CpuMode
 ) -> dict[int, tuple[ast.CodeSetting, bytes]]:
     """Two `code at` lines whose bytes overlap; returns the code placed, by address."""
     placed: dict[int, tuple[ast.CodeSetting, bytes]] = {}
@@ -168,7 +159,7 @@ def check_code_overlaps(
 
 
 def check_executed_code(
-    report: Report,
+    report: Reporter,
     statements: Sequence[ast.Statement],
     mode: CpuMode,
     placed: dict[int, tuple[ast.CodeSetting, bytes]],
@@ -212,7 +203,7 @@ def _bytes(data: bytes) -> str:
     return f"bytes {shown}" + (" …" if len(data) > QUOTED_BYTES else "")
 
 
-def check_invalid_in_64_bit(report: Report, statements: Sequence[ast.Statement]) -> None:
+def check_invalid_in_64_bit(report: Reporter, statements: Sequence[ast.Statement]) -> None:
     for s in statements:
         code = s.code if isinstance(s, ast.CodeSetting | ast.CodeModifiedStep) else None
         if isinstance(code, ast.Instruction) and code.mnemonic.text in INVALID_IN_64_BIT:
