@@ -72,6 +72,12 @@ def is_soft(event_type: EventType | int | None, vector: int) -> bool:
     return event_type == EventType.EXCEPTION and is_soft_exception(vector)
 
 
+def is_soft_encoding(value: int) -> bool:
+    """An EVENTINJ / EXITINTINFO value for INT n (type 4) or #BP/#OF (type 3, vector 3/4): the events whose return
+    address is NextRIP (H-6)."""
+    return is_soft(event_type_of(value), vector_of(value))
+
+
 def idt_error_code(vector: int, external: bool = False) -> int:
     """Error code of a #NP / #GP raised on IDT gate `vector` (H-17)."""
     return vector * IDT_ERROR_SCALE + IDT_ERROR_IDT_BIT + (IDT_ERROR_EXT_BIT if external else 0)

@@ -88,7 +88,7 @@ class Profile:
 
     def injected_return(self, event_inj: int, rip: int, next_rip: int, mode: CpuMode) -> int:
         """The return address VMRUN pushes for an injected event (H-6, Q-2)."""
-        if self.nrips and events.is_soft(events.event_type_of(event_inj), events.vector_of(event_inj)):
+        if self.nrips and events.is_soft_encoding(event_inj):
             return truncate(next_rip, mode)
         return rip
 

@@ -19,7 +19,6 @@ from dsl.engine.policies.base import (
     clear_queue,
     copy_event_inj,
     in_flight_is_subject,
-    is_soft_encoding,
     prepare_save,
     reflect,
     requeue,
@@ -144,7 +143,7 @@ class Architectural(Policy):
         # The CPU L1 believes in pushes vmcb12 next_rip (NRIPS) or vmcb12 RIP (no NRIPS) for a soft event.
         m.vmcb02.next_rip = cached.next_rip if l1_nrips else cached.rip
         value = cached.event_inj
-        soft = events.is_valid(value) and is_soft_encoding(value)
+        soft = events.is_valid(value) and events.is_soft_encoding(value)
         m.arch_return = m.vmcb02.next_rip if soft and m.cpu_nrips else (cached.rip if soft else None)
         prepare_save(m, "ARCH")
         return True

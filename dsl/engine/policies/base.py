@@ -168,11 +168,6 @@ def in_flight_is_subject(m: Machine, exit_: Exit | None) -> bool:
     return exit_.in_flight.subject
 
 
-def is_soft_encoding(value: int) -> bool:
-    """INT n (type 4) or #BP/#OF (type 3, vector 3/4): the events whose return address is NextRIP (H-6)."""
-    return events.is_soft(events.event_type_of(value), events.vector_of(value))
-
-
 def requeue(
     m: Machine,
     rule: str,

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
-from dsl.engine.policies.base import NestedState, Policy, is_soft_encoding, reinject_verbatim, write_event_inj
+from dsl.engine.policies.base import NestedState, Policy, reinject_verbatim, write_event_inj
 from dsl.engine.program import L1Vmrun
 from dsl.engine.result import Action
 from dsl.engine.vocab import Actor, EventType, Evidence, ExitCode, Outcome, PagingMode, PolicyName, Vector
@@ -104,7 +104,7 @@ class Bhyve(Policy):
 
     def note_next_rip(self, m: Machine, value: int) -> None:
         """BHYVE-3: a soft event goes out with the NextRIP the last exit left (0 after an #NPF) [I]."""
-        if is_soft_encoding(value):
+        if events.is_soft_encoding(value):
             pushed = f"NextRIP {m.vmcb.next_rip:#x}" if m.cpu_nrips else f"RIP {m.vmcb.rip:#x}"
             m.log(Actor.L0, Action.NOTE, BHYVE_3_CONSEQUENCE, f"NextRIP not written: the CPU pushes {pushed}")
 

@@ -17,7 +17,6 @@ from dsl.engine.policies.base import (
     copy_event_inj,
     drop,
     in_flight_is_subject,
-    is_soft_encoding,
     requeue,
     write_event_inj,
 )
@@ -217,7 +216,7 @@ class Kvm60(Kvm519):
         kvm, cached = m.kvm, m.kvm.vmcb12
         value = cached.event_inj
         kvm.nmi_l1_to_l2 = events.is_valid(value) and events.event_type_of(value) is EventType.NMI
-        if not (events.is_valid(value) and is_soft_encoding(value)):
+        if not (events.is_valid(value) and events.is_soft_encoding(value)):
             return
         rule = "K-6.0-20"
         csbase = cs_base

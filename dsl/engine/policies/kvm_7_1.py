@@ -11,7 +11,7 @@ from __future__ import annotations
 from dsl.engine import events
 from dsl.engine.cpu import Exit
 from dsl.engine.machine import Machine
-from dsl.engine.policies.base import copy_event_inj, is_soft_encoding
+from dsl.engine.policies.base import copy_event_inj
 from dsl.engine.policies.kvm_6_19 import Kvm619
 from dsl.engine.result import Action, SoftIntRecord, Vmcb12Exit
 from dsl.engine.vocab import Actor, EventType, ExitCode, Outcome, PolicyName, Protection, Vector
@@ -66,7 +66,7 @@ class Kvm71(Kvm619):
             m.log(Actor.L0, Action.PREPARE, "K-7.1-3", "vmcb02 next_rip = vmcb12 next_rip", change)
         value = cached.event_inj
         kvm.nmi_l1_to_l2 = events.is_valid(value) and events.event_type_of(value) is EventType.NMI
-        if events.is_valid(value) and is_soft_encoding(value):
+        if events.is_valid(value) and events.is_soft_encoding(value):
             next_rip = kvm.soft_int.next_rip if first_without else cached.next_rip
             kvm.soft_int = SoftIntRecord(injected=True, next_rip=next_rip)
             m.log(Actor.L0, Action.SAVE, "K-7.1-5", "L1→L2 soft event: soft_int_injected; fields set at VMRUN")

@@ -24,7 +24,6 @@ from dsl.engine.policies.base import (
     clear_queue,
     copy_event_inj,
     in_flight_is_subject,
-    is_soft_encoding,
     reflect,
     requeue,
     write_event_inj,
@@ -90,7 +89,7 @@ class VirtualBox(Policy):
         exception_exit = exit_ is not None and is_exception_exit(exit_.code)
         rule = "VBOX-1" if exception_exit else "VBOX-2"
         # IEM maps INT3/INTO to software-interrupt flags: re-executed on exception exits, re-injected otherwise.
-        retried = event_type is EventType.SOFT or (exception_exit and is_soft_encoding(info))
+        retried = event_type is EventType.SOFT or (exception_exit and events.is_soft_encoding(info))
         if retried:
             if chain and m.subject is not None:
                 m.subject.retried = True
@@ -162,7 +161,7 @@ class VirtualBox(Policy):
         subject = queue.subject
         queue.clear_all()  # taken out of the queue into EVENTINJ
         write_event_inj(m, "VBOX-3", value, error or 0, "hmR0SvmInjectEventVmcb", subject)
-        if is_soft_encoding(value):
+        if events.is_soft_encoding(value):
             vmcb = m.vmcb
             pushed = f"NextRIP {vmcb.next_rip:#x}" if m.cpu_nrips else f"RIP {vmcb.rip:#x}"
             m.log(Actor.L0, Action.NOTE, VBOX_3_CONSEQUENCE, f"NextRIP not written: the CPU pushes {pushed}")
@@ -180,7 +179,7 @@ class VirtualBox(Policy):
         kvm.guest_mode, kvm.nested_run_pending = True, True
         copy_event_inj(m, "VBOX-6")
         cached = kvm.vmcb12
-        if events.is_valid(cached.event_inj) and is_soft_encoding(cached.event_inj):
+        if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
             message = f"L1's NextRIP {cached.next_rip:#x} not honoured: the CPU pushes NextRIP {vmcb02.next_rip:#x}"
             m.log(Actor.L0, Action.NOTE, VBOX_6_CONSEQUENCE, message)
         changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))

@@ -25,7 +25,6 @@ from dsl.engine.policies.base import (
     copy_event_inj,
     handle_page_exit,
     in_flight_is_subject,
-    is_soft_encoding,
     reflect,
     reinject_verbatim,
     write_event_inj,
@@ -319,7 +318,7 @@ class Xen(Policy):
         kvm.guest_mode, kvm.nested_run_pending = True, True
         copy_event_inj(m, "XEN-7")
         cached = kvm.vmcb12
-        if events.is_valid(cached.event_inj) and is_soft_encoding(cached.event_inj):
+        if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
             message = (
                 f"L1's NextRIP {cached.next_rip:#x} not copied: the CPU pushes vmcb02 NextRIP {vmcb02.next_rip:#x}"
             )
