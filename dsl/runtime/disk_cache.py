@@ -21,6 +21,7 @@ import string
 import tempfile
 from pathlib import Path
 
+from dsl.collector import collector_paused
 from dsl.compiler.lowered import LoweredFile
 
 CACHE_DIR_VARIABLE = "SVMDSL_CACHE_DIR"
@@ -90,7 +91,7 @@ def _file_digest(path: str) -> str | None:
 def fetch(folder: Path, display: str, digest: str) -> LoweredFile | None:
     """The lowered file stored for this content and display path, if its included files are unchanged."""
     try:
-        with _entry(folder, display, digest).open("rb") as stored:
+        with _entry(folder, display, digest).open("rb") as stored, collector_paused():
             includes, lowered = pickle.load(stored)
     except Exception:  # missing, truncated or from an incompatible build: lower the file again
         return None

@@ -20,8 +20,8 @@ from typing import Any
 from lark import Lark
 from lark.exceptions import LarkError
 
+from dsl.collector import collector_paused
 from dsl.errors import NO_FILE, Loc
-from dsl.syntax.collector import collector_paused
 from dsl.syntax.grammar import build_parser
 from dsl.syntax.instructions import ShapeError
 from dsl.syntax.tokens import CYTHON_PLUGINS, Token

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -150,3 +151,17 @@ def test_a_user_without_a_home_folder_runs_without_a_cache(monkeypatch: pytest.M
     monkeypatch.setattr(Path, "home", homeless)
     assert disk_cache.default_folder() is None
     assert load(FIXTURES / "held.svm").ok
+
+
+def test_reading_an_entry_back_leaves_the_cycle_collector_as_it_was(tmp_path: Path) -> None:
+    """The collector is paused while an entry is unpickled (no cycles to find), then back on; off stays off."""
+    cache = tmp_path / "cache"
+    load(FIXTURES / "held.svm", disk=cache)
+    for enabled in (True, False):
+        clear_cache()
+        (gc.enable if enabled else gc.disable)()
+        try:
+            assert load(FIXTURES / "held.svm", disk=cache).lowered is not None
+            assert gc.isenabled() is enabled
+        finally:
+            gc.enable()

@@ -1,4 +1,4 @@
-"""`collector_paused`: the cycle collector is off while an AST is built, and as it was before afterwards."""
+"""`collector_paused`: the cycle collector is off inside the block, and as it was before afterwards."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dsl.syntax.collector import collector_paused
+from dsl.collector import collector_paused
 
 
 @pytest.fixture
