@@ -13,7 +13,8 @@ It prints seconds and the ratio to the baseline (per test: both sides run `size`
 time, and the CPU time of the command's processes (user + system, worker processes included), which a busy shared
 machine disturbs less. Goals: direct ≤ 1.0×, svmdsl ≤ 0.5×. Every command runs in a fresh process (start-up
 included, as a user sees it); each is run `--repeat` times and the best kept. The baseline runs with
-`-p no:svmdsl`: plain pytest, without even svmdsl's plugin module.
+`-p no:svmdsl`: plain pytest, without even svmdsl's plugin module. With two sizes or more, a last line gives the
+wall time per test from the smallest size to the largest: the cost per scenario with start-up taken out.
 
     python benchmarks/bench_runners.py [--sizes 1000 10000] [--repeat 1]
 """
@@ -133,8 +134,18 @@ def main() -> int:
             baseline = seconds[0]
             cells = [f"{baseline:>15.2f}s"] + [f"{t:>7.2f}s {t / baseline:>6.2f}×" for t in seconds[1:]]
             print(f"{size:>9}" + "".join(f"  {cell:>16}" for cell in cells))
+    if len(results) > 1:
+        print(_marginal(results[0], results[-1]))
     print(f"goals: direct ≤ {GOAL_DIRECT}× plain pytest per test, svmdsl run ≤ {GOAL_SVMDSL}×")
     return 0
+
+
+def _marginal(small: tuple[int, tuple[Timing, ...]], large: tuple[int, tuple[Timing, ...]]) -> str:
+    """Wall time per test from the smallest size to the largest: the per-scenario cost without start-up."""
+    (few, first), (many, last) = small, large
+    each = [(b.wall - a.wall) / (many - few) for a, b in zip(first, last, strict=True)]
+    cells = [f"{each[0] * 1e3:>13.3f}ms"] + [f"{t * 1e3:>6.3f}ms {t / each[0]:>6.2f}×" for t in each[1:]]
+    return f"{'per test':<9}" + "".join(f"  {cell:>16}" for cell in cells) + f"  (wall, {few:,} → {many:,})"
 
 
 if __name__ == "__main__":
