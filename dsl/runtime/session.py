@@ -58,10 +58,16 @@ class Entry:
     topic: str
     result: CaseResult
     profile: str | None = None
-    diverges: bool | None = None  # None: no architectural run to compare with
     visible: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)  # see GUEST_VISIBLE
     #: `visible` of the architectural run of the same scenario, row and profile, when there is one.
     architectural: tuple[object, ...] | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def diverges(self) -> bool | None:
+        """Whether the guest sees something else than under `architectural`; None with nothing to compare with."""
+        if self.visible is None or self.architectural is None:
+            return None
+        return self.visible != self.architectural
 
     @property
     def pending(self) -> bool:
@@ -246,14 +252,12 @@ def _with_divergences(entries: list[Entry]) -> tuple[Entry, ...]:
         for e in entries
         if e.result.key.policy == PolicyName.ARCHITECTURAL.value and e.visible is not None
     }
-    marked = []
-    for entry in entries:
-        architectural = reference.get(place(entry))
-        if architectural is None or entry.visible is None or entry.result.key.policy == PolicyName.ARCHITECTURAL.value:
-            marked.append(entry)
-            continue
-        marked.append(attrs.evolve(entry, diverges=entry.visible != architectural, architectural=architectural))
-    return tuple(marked)
+    return tuple(
+        entry
+        if entry.result.key.policy == PolicyName.ARCHITECTURAL.value
+        else attrs.evolve(entry, architectural=reference.get(place(entry)))
+        for entry in entries
+    )
 
 
 def _visible(result: Result) -> tuple[object, ...]:
