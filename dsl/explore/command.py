@@ -6,7 +6,6 @@ Wired into `dsl/runtime/cli.py` by `add_parser(commands)`; the parser stores the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +172,7 @@ def _explore(
     args: argparse.Namespace, space: Space, policies: tuple[PolicyName, ...], reference: PolicyName
 ) -> Exploration:
     from dsl.explore.search import explore_exhaustive, explore_random
+    from dsl.runtime.session import available_cores
     from dsl.runtime.term import Progress
 
     total = args.random if args.random else space.size()
@@ -182,7 +182,7 @@ def _explore(
             return explore_random(
                 space, policies, reference, examples=args.random, seed=args.seed, advance=progress.advance
             )
-        jobs = args.jobs or os.cpu_count() or 1
+        jobs = args.jobs or available_cores()
         return explore_exhaustive(space, policies, reference, jobs=jobs, advance=progress.advance)
     finally:
         progress.finish()
