@@ -152,15 +152,9 @@ def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: E
     if m.subject is not None:
         return
     linear = m.linear(rip)
-    m.subject = Subject(
-        vector=vector,
-        type=event_type,
-        rip=rip,
-        linear=linear,
-        injected=False,
-        original=m.read(linear, (next_ip - rip) & m.rip_mask()),
-        arch_return=rip if fault else next_ip,
-    )
+    original = m.read(linear, (next_ip - rip) & m.rip_mask())
+    # Positional, in field order (vector … arch_return): keyword binding costs as much again as the build.
+    m.subject = Subject(vector, event_type, rip, linear, False, original, rip if fault else next_ip)
 
 
 # -- guest instructions --------------------------------------------------------------------------------------------
@@ -198,7 +192,7 @@ def execute(m: Machine) -> Exit | None:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
         m.set_anomaly(Outcome.UNSPECIFIED)
     next_ip &= m.rip_mask()
-    kind = _tcg_kind(m, insn, code)
+    kind = _tcg_kind(m, insn, code) if profile_of(m).tcg_quirks else insn.kind
     if kind in _INTERCEPT_EXIT:
         exit_code = _INTERCEPT_EXIT[kind]
         return vmexit(
@@ -208,6 +202,15 @@ def execute(m: Machine) -> Exit | None:
         intercepted = _intercepted_event(m, kind, rip, next_ip)
         if intercepted is not None:
             return intercepted
+    if kind is InsnKind.INTO and not vmcb.rflags & RFLAGS_OF:
+        kind = InsnKind.OTHER  # OF = 0: INTO does nothing (H-23)
+    # The kinds below exclude each other; the trap-class instructions, what scenarios are about, are tested first
+    # (every `InsnKind.X` costs a lookup through EnumType.__getattr__ on Python 3.11).
+    if kind in _EVENT_OF:
+        vector, event_type, dpl = _EVENT_OF[kind]
+        return _raise(m, rip, next_ip, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
+    if kind is InsnKind.INT_N:
+        return _raise(m, rip, next_ip, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
     if kind is InsnKind.TOO_LONG:
         return _raise(m, rip, next_ip, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
     if kind is InsnKind.UD:
@@ -215,13 +218,6 @@ def execute(m: Machine) -> Exit | None:
     if kind is InsnKind.BOUND and not m.program.setup.bound_in_range:
         # H-25: out of bounds, #BR as a fault; it is the scenario's subject like a soft instruction's event.
         return _raise(m, rip, next_ip, Vector.BR, EventType.EXCEPTION, None, fault=True, rule="H-25", subject=True)
-    if kind is InsnKind.INT_N:
-        return _raise(m, rip, next_ip, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
-    if kind is InsnKind.INTO and not vmcb.rflags & RFLAGS_OF:
-        kind = InsnKind.OTHER  # OF = 0: INTO does nothing (H-23)
-    if kind in _EVENT_OF:
-        vector, event_type, dpl = _EVENT_OF[kind]
-        return _raise(m, rip, next_ip, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
     return _complete(m, insn.kind, next_ip, insn.branch_target)
 
 
@@ -305,17 +301,8 @@ def _raise(
             m.debug_exit_pending = True  # KVM_SET_GUEST_DEBUG: userspace acts next
         message = f"{events.VECTOR_NAMES[vector]} intercepted"
         return vmexit(m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", message, next_ip)
-    ev = InFlight(
-        vector=vector,
-        type=event_type,
-        error_code=error_code,
-        return_rip=rip if fault else next_ip,
-        start_rip=rip,
-        injected=False,
-        dpl_checked=dpl,
-        from_instruction=not fault,
-        subject=is_subject,
-    )
+    # Positional, in field order (vector … subject), like the other InFlight builds on this path.
+    ev = InFlight(vector, event_type, error_code, rip if fault else next_ip, rip, False, dpl, not fault, is_subject)
     m.log(Actor.CPU, Action.DELIVER, rule, f"{rip:#x} raises vector {vector:#x} ({events.TYPE_NAMES[event_type]})")
     return deliver(m, ev)
 

@@ -58,7 +58,7 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
     if profile.copies_event_slot and not events.is_valid(m.qemu_event_slot):
         m.qemu_event_slot = events.encode(ev.vector, profile.reported_type(ev.type, ev.from_instruction), ev.error_code)
     while True:
-        index = _take_fault(m, ev.vector)
+        index = _take_fault(m, ev.vector) if m.armed_faults else None
         if index is not None:
             fault = m.armed_faults.pop(index)
             fault_vector = fault.fault.vector

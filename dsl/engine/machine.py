@@ -41,6 +41,7 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 ADDRESS_MASK_32 = 0xFFFF_FFFF
 ADDRESS_MASK_16 = 0xFFFF
+LONG_MODE_BITS = 64
 RFLAGS_TF = 1 << 8
 RFLAGS_IF = 1 << 9
 RFLAGS_OF = 1 << 11
@@ -321,7 +322,7 @@ class Machine:
 
     def linear(self, rip: int, cs_base: int | None = None) -> int:
         """Linear address of CS:rip (H-31): RIP in 64-bit mode, else (CS.base + EIP) mod 2^32."""
-        if self.mode is CpuMode.LONG_64:
+        if self.mode.bitness == LONG_MODE_BITS:  # a cached attribute: `is CpuMode.LONG_64` is a slow class lookup
             return rip
         base = self.vmcb.cs_base if cs_base is None else cs_base
         return (base + rip) & ADDRESS_MASK_32
@@ -349,7 +350,7 @@ class Machine:
 
     def read(self, linear: int, length: int) -> bytes:
         """Guest bytes at a linear address (unwritten memory reads as 0), wrapping at 4 GiB outside 64-bit mode."""
-        if self.mode is not CpuMode.LONG_64:
+        if self.mode.bitness != LONG_MODE_BITS:
             linear &= ADDRESS_MASK_32
         page, offset = divmod(linear, PAGE_SIZE)
         if offset + length <= PAGE_SIZE:
@@ -363,7 +364,7 @@ class Machine:
         done = 0
         while done < len(data):
             address = linear + done
-            if self.mode is not CpuMode.LONG_64:
+            if self.mode.bitness != LONG_MODE_BITS:
                 address &= ADDRESS_MASK_32
             page, offset = divmod(address, PAGE_SIZE)
             size = min(len(data) - done, PAGE_SIZE - offset)

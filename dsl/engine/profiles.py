@@ -70,6 +70,11 @@ class Profile:
     lock_int3_is_int3: bool = False  # QEMU: LOCK ignored on INT3 (Q-11)
     arms_dr7_breakpoints: bool = True  # QEMU: VMRUN arms no DR7 breakpoint (Q-12)
 
+    @property
+    def tcg_quirks(self) -> bool:
+        """Whether this CPU model executes some instruction unlike the hardware (Q-10, Q-11)."""
+        return self.icebp_raises_ud or self.lock_int3_is_int3
+
     def saves_next_rip(self, exit_code: int) -> bool:
         """Whether this exit writes next_rip (H-12); False means the CPU clears it (NRIPS) or never writes it."""
         return self.nrips and exit_code in _NRIP_EXITS

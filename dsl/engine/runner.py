@@ -48,18 +48,21 @@ from dsl.engine.vocab import (
 )
 
 #: Anomalies after which nothing more happens (the host oopsed, the VM cannot exist, the vCPU exited).
-_STOPPING: tuple[Outcome, ...] = (
-    Outcome.HOST_BUG,
-    Outcome.UNSUPPORTED,
-    Outcome.VMEXIT_INVALID,
-    Outcome.EMULATION_ERROR,
-    Outcome.SHUTDOWN,
+#: A set: `m.anomaly in _STOPPING` is one hash probe, also for None (no anomaly).
+_STOPPING: frozenset[Outcome | None] = frozenset(
+    (
+        Outcome.HOST_BUG,
+        Outcome.UNSUPPORTED,
+        Outcome.VMEXIT_INVALID,
+        Outcome.EMULATION_ERROR,
+        Outcome.SHUTDOWN,
+    )
 )
 
 
 def _stopped(m: Machine) -> bool:
-    """Whether an anomaly ended the run (`None in _STOPPING` would compare None with every member)."""
-    return m.anomaly is not None and m.anomaly in _STOPPING
+    """Whether an anomaly ended the run."""
+    return m.anomaly in _STOPPING
 
 
 #: Guest actions (instructions, handler returns) allowed per entry in `Run` before it gives up.
