@@ -60,7 +60,7 @@ __all__ = ["Exit", "async_exit", "deliver", "execute", "iret", "profile_of", "vm
 
 def vmrun(m: Machine) -> Exit | None:
     """Enter the guest: consistency check (H-8), then deliver EVENTINJ (H-5, H-6, H-9), then any armed exit."""
-    profile = profile_of(m)
+    profile = m.hardware
     vmcb = m.vmcb
     reason = profile.vmrun_rejects(vmcb.event_inj, m.mode)
     if reason is not None:
@@ -183,7 +183,7 @@ def execute(m: Machine) -> Exit | None:
         fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
         return deliver(m, fault._replace(maps_page=guest_page))
     if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
-        if profile_of(m).arms_dr7_breakpoints:
+        if m.hardware.arms_dr7_breakpoints:
             return _code_breakpoint(m, rip, linear)
         m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {linear:#x} not armed by VMRUN")
     m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({insn.encoding})")
@@ -192,7 +192,7 @@ def execute(m: Machine) -> Exit | None:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
         m.set_anomaly(Outcome.UNSPECIFIED)
     next_ip &= m.rip_mask()
-    kind = _tcg_kind(m, insn, code) if profile_of(m).tcg_quirks else insn.kind
+    kind = _tcg_kind(m, insn, code) if m.hardware.tcg_quirks else insn.kind
     if kind in _INTERCEPT_EXIT:
         exit_code = _INTERCEPT_EXIT[kind]
         return vmexit(
@@ -224,7 +224,7 @@ def execute(m: Machine) -> Exit | None:
 def _tcg_kind(m: Machine, insn: Insn, code: bytes) -> InsnKind:
     """What QEMU's TCG makes of ICEBP (Q-10) and LOCK INT3 (Q-11); every other CPU model executes `insn.kind`."""
     kind = insn.kind
-    profile = profile_of(m)
+    profile = m.hardware
     if kind is InsnKind.ICEBP and profile.icebp_raises_ud:
         m.log(Actor.CPU, Action.NOTE, ICEBP_COMPILED_OUT_RULE, "TCG compiles ICEBP out: F1 raises #UD")
         return InsnKind.UD

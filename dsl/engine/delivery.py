@@ -4,7 +4,7 @@ H-16, H-17), armed faults that cut a delivery short with a #VMEXIT, the frame an
 from __future__ import annotations
 
 from dsl.engine import events
-from dsl.engine.exits import Exit, profile_of, vmexit
+from dsl.engine.exits import Exit, vmexit
 from dsl.engine.machine import RFLAGS_IF, RFLAGS_TF, Frame, InFlight, Machine
 from dsl.engine.result import RFLAGS_RF, Action, Delivery
 from dsl.engine.vocab import Actor, EventType, ExitCode, GateType, Level, Outcome, PageTable, Vector
@@ -53,7 +53,7 @@ def _secondary(ev: InFlight, vector: int, error_code: int | None) -> InFlight:
 
 def deliver(m: Machine, ev: InFlight) -> Exit | None:
     """Deliver `ev` through the guest IDT; an armed fault can cut it short with a #VMEXIT (H-5, H-14, H-16)."""
-    profile = profile_of(m)
+    profile = m.hardware
     first = ev
     if profile.copies_event_slot and not events.is_valid(m.qemu_event_slot):
         m.qemu_event_slot = events.encode(ev.vector, profile.reported_type(ev.type, ev.from_instruction), ev.error_code)

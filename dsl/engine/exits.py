@@ -29,7 +29,7 @@ def profile_of(m: Machine) -> Profile:
 
 def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None = None) -> Exit:
     """Write the exit into the VMCB (H-12, H-14) and record it."""
-    profile = profile_of(m)
+    profile = m.hardware
     vmcb = m.vmcb
     info, err = exit_.exit_int_info, exit_.exit_int_info_err
     if profile.copies_event_slot and not events.is_valid(info):

@@ -48,7 +48,7 @@ from dsl.engine.vocab import (
 )
 
 #: Anomalies after which nothing more happens (the host oopsed, the VM cannot exist, the vCPU exited).
-#: A set: `m.anomaly in _STOPPING` is one hash probe, also for None (no anomaly).
+#: A set: whether an anomaly ended the run is one hash probe, also for None (no anomaly).
 _STOPPING: frozenset[Outcome | None] = frozenset(
     (
         Outcome.HOST_BUG,
@@ -58,11 +58,6 @@ _STOPPING: frozenset[Outcome | None] = frozenset(
         Outcome.SHUTDOWN,
     )
 )
-
-
-def _stopped(m: Machine) -> bool:
-    """Whether an anomaly ended the run."""
-    return m.anomaly in _STOPPING
 
 
 #: Guest actions (instructions, handler returns) allowed per entry in `Run` before it gives up.
@@ -78,10 +73,10 @@ def run(program: Program) -> Result:
     m = build(program, policy)
     policy.vm_init(m)
     for index, step in enumerate(program.steps):
-        if _stopped(m):
+        if m.anomaly in _STOPPING:
             m.notes.append(f"steps[{index}] and later not run: {m.anomaly.value if m.anomaly else ''}")
             break
-        _step(m, policy, f"steps[{index}]", step)
+        _step(m, policy, index, step)
     return _result(m, policy)
 
 
@@ -127,63 +122,66 @@ def build(program: Program, policy: Policy) -> Machine:
 # -- steps ---------------------------------------------------------------------------------------------------------
 
 
-def _step(m: Machine, policy: Policy, field: str, step: Step) -> None:
+def _field(index: int) -> str:
+    """The name errors give step `index` (built only for an error: every run steps through its program)."""
+    return f"steps[{index}]"
+
+
+def _step(m: Machine, policy: Policy, index: int, step: Step) -> None:
     if type(step) is not Run:
         m.debug_exit_pending = False  # userspace acted on the debug exit
-    _STEP_HANDLERS[type(step)](m, policy, field, step)
+    _STEP_HANDLERS[type(step)](m, policy, index, step)
 
 
-def _execute(m: Machine, policy: Policy, field: str, step: Execute) -> None:
+def _execute(m: Machine, policy: Policy, index: int, step: Execute) -> None:
     for _ in range(step.count):
-        _guest_action(m, policy, field)
+        _guest_action(m, policy, index)
 
 
-def _vectoring_fault(m: Machine, policy: Policy, field: str, step: VectoringFault) -> None:
+def _vectoring_fault(m: Machine, policy: Policy, index: int, step: VectoringFault) -> None:
     m.armed_faults.append(step)
     target = "" if step.during is None else f" of vector {step.during:#x}"
     m.log(Actor.CPU, Action.NOTE, "", f"the next delivery{target} hits {step.fault.value} ({step.handled_by.value})")
 
 
-def _exit_for(m: Machine, policy: Policy, field: str, step: ExitFor) -> None:
+def _exit_for(m: Machine, policy: Policy, index: int, step: ExitFor) -> None:
     if m.in_guest:
         _after_exit(m, policy, cpu.async_exit(m, step.exit_code))
     else:
         m.armed_exits.append(step.exit_code)
 
 
-def _modify_code(m: Machine, policy: Policy, field: str, step: ModifyCode) -> None:
+def _modify_code(m: Machine, policy: Policy, index: int, step: ModifyCode) -> None:
     m.write(step.address, step.data)
     m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {step.address:#x} rewritten: {step.data.hex(' ')}")
 
 
-def _set_page(m: Machine, policy: Policy, field: str, step: SetPage) -> None:
+def _set_page(m: Machine, policy: Policy, index: int, step: SetPage) -> None:
     page = page_of(step.address)
     (m.missing[step.table].discard if step.present else m.missing[step.table].add)(page)
     state = "mapped" if step.present else "unmapped"
     m.log(Actor.GUEST, Action.MODIFY, "", f"page {page:#x} {state} in the {step.table.value} tables")
 
 
-def _cancel_entry(m: Machine, policy: Policy, field: str, step: CancelEntry) -> None:
+def _cancel_entry(m: Machine, policy: Policy, index: int, step: CancelEntry) -> None:
     m.cancel_armed = True
 
 
-def _reenter(m: Machine, policy: Policy, field: str, step: Reenter) -> None:
+def _reenter(m: Machine, policy: Policy, index: int, step: Reenter) -> None:
     """L0 enters the guest once; after an exit reflected to L1 that guest is L1 itself (vmcb01), so L0 delivers
     what it queued for L1, e.g. an NMI from userspace (K-6.0-8, K-7.1-7)."""
     if m.in_guest:
-        raise EngineError(field, "re-enter", "L0 outside the guest (the guest is running: an exit must come first)")
+        raise EngineError(
+            _field(index), "re-enter", "L0 outside the guest (the guest is running: an exit must come first)"
+        )
     if m.l1_has_control:
         m.log(Actor.L0, Action.NOTE, "", "L0 enters L1 (vmcb01): L1 runs after the reflected #VMEXIT")
     _enter(m, policy)
 
 
-def _run_step(m: Machine, policy: Policy, field: str, step: Run) -> None:
-    _run(m, policy, step)
-
-
-def _require_l0(m: Machine, field: str) -> None:
+def _require_l0(m: Machine, index: int) -> None:
     if m.l1_has_control:
-        raise EngineError(field, "L0 entry", "an L1 VMRUN step first: the last exit was reflected to L1")
+        raise EngineError(_field(index), "L0 entry", "an L1 VMRUN step first: the last exit was reflected to L1")
 
 
 def _running(m: Machine) -> bool:
@@ -191,9 +189,9 @@ def _running(m: Machine) -> bool:
     return m.in_guest
 
 
-def _guest_action(m: Machine, policy: Policy, field: str) -> None:
+def _guest_action(m: Machine, policy: Policy, index: int) -> None:
     """One guest action: enter if L0 is outside, else return from a handler, else execute the instruction."""
-    _require_l0(m, field)  # the guest's instructions are L2's once nested: L1 must VMRUN it again first
+    _require_l0(m, index)  # the guest's instructions are L2's once nested: L1 must VMRUN it again first
     if not m.in_guest:
         delivered = len(m.deliveries)
         _enter(m, policy)
@@ -222,11 +220,11 @@ def _execute_next(m: Machine, policy: Policy) -> None:
         _after_exit(m, policy, exit_)
 
 
-def _inject(m: Machine, policy: Policy, field: str, step: Inject) -> None:
+def _inject(m: Machine, policy: Policy, index: int, step: Inject) -> None:
     """Userspace (KVM_SET_VCPU_EVENTS, K-5.19-19) or a debugger (K-5.19-20) fills the hypervisor's event queue,
     under the rule the running policy names for it."""
     if m.in_guest:
-        raise EngineError(field, "inject", "the vCPU outside the guest (add an exit step first)")
+        raise EngineError(_field(index), "inject", "the vCPU outside the guest (add an exit step first)")
     event = step.event
     subject = m.subject
     linear = m.linear(m.vmcb.rip)
@@ -271,9 +269,9 @@ def _injected_subject(m: Machine, vector: int, event_type: EventType, rip: int, 
     )
 
 
-def _l1_vmrun(m: Machine, policy: Policy, field: str, step: L1Vmrun) -> None:
+def _l1_vmrun(m: Machine, policy: Policy, index: int, step: L1Vmrun) -> None:
     if m.in_guest and not m.l1_has_control:
-        raise EngineError(field, "L1 VMRUN", "L2 not running (an exit reflected to L1 must come first)")
+        raise EngineError(_field(index), "L1 VMRUN", "L2 not running (an exit reflected to L1 must come first)")
     if m.in_guest:  # L1 runs (L0 entered it after the reflected exit): its VMRUN exits to L0
         m.in_guest = False
         m.frames.clear()  # L1's own handler frames: the model does not follow L1's code
@@ -287,12 +285,12 @@ def _l1_vmrun(m: Machine, policy: Policy, field: str, step: L1Vmrun) -> None:
     policy.nested_vmrun(m, step)
 
 
-def _save_restore(m: Machine, policy: Policy, field: str, step: SaveRestore) -> None:
+def _save_restore(m: Machine, policy: Policy, index: int, step: SaveRestore) -> None:
     """KVM_GET_NESTED_STATE + KVM_GET_VCPU_EVENTS, then the same into a fresh vCPU (the queue travels)."""
     if m.in_guest:
-        raise EngineError(field, "save/restore", "the vCPU outside the guest (add an exit step first)")
+        raise EngineError(_field(index), "save/restore", "the vCPU outside the guest (add an exit step first)")
     if not m.kvm.guest_mode:
-        raise EngineError(field, "save/restore", "L2 state to save (an L1 VMRUN step first)")
+        raise EngineError(_field(index), "save/restore", "L2 state to save (an L1 VMRUN step first)")
     kvm, cached = m.kvm, m.kvm.vmcb12
     saved = NestedState(
         run_pending=kvm.nested_run_pending,
@@ -317,7 +315,7 @@ def _enter(m: Machine, policy: Policy) -> None:
     policy.inject_pending_event(m)
     if not m.kvm.queue.exception_pending:
         m.kvm.event_request = False  # the queued exception went in with this entry
-    if _stopped(m):
+    if m.anomaly in _STOPPING:
         return
     if m.cancel_armed:
         m.cancel_armed = False
@@ -365,11 +363,11 @@ def _after_exit(m: Machine, policy: Policy, exit_: Exit) -> None:
         m.stale_next_rip = True  # KVM skipped using next_rip and never clears the field (K-6.0-26)
 
 
-def _run(m: Machine, policy: Policy, step: Run) -> None:
+def _run(m: Machine, policy: Policy, index: int, step: Run) -> None:
     """Re-enter and let the guest run until the subject is settled, L1 or userspace must act, or the bound."""
     first_entry = m.entries
     for _ in range(step.max_entries * ACTIONS_PER_ENTRY):
-        if _stopped(m) or m.l1_has_control or m.debug_exit_pending:
+        if m.anomaly in _STOPPING or m.l1_has_control or m.debug_exit_pending:
             return
         if not m.in_guest:
             if m.entries - first_entry >= step.max_entries:
@@ -425,7 +423,7 @@ def _result(m: Machine, policy: Policy) -> Result:
 
 
 #: One handler per step class: a dict lookup on the exact type instead of a chain of isinstance tests.
-_STEP_HANDLERS: dict[type, Callable[[Machine, Policy, str, Any], None]] = {
+_STEP_HANDLERS: dict[type, Callable[[Machine, Policy, int, Any], None]] = {
     Execute: _execute,
     Inject: _inject,
     L1Vmrun: _l1_vmrun,
@@ -436,5 +434,5 @@ _STEP_HANDLERS: dict[type, Callable[[Machine, Policy, str, Any], None]] = {
     CancelEntry: _cancel_entry,
     SaveRestore: _save_restore,
     Reenter: _reenter,
-    Run: _run_step,
+    Run: _run,
 }
