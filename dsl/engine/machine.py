@@ -84,18 +84,21 @@ def page_of(address: int) -> int:
 
 @attrs.define(eq=False)
 class Vmcb:
-    """One VMCB: the control fields of H-1 and the save-area fields the model uses."""
+    """One VMCB: the control fields of H-1 and the save-area fields the model uses.
+
+    The fields a set-up gives come first, so every run's VMCB is built positionally (`runner.build`).
+    """
 
     rip: int = 0
     cs_base: int = 0
     rflags: int = DEFAULT_RFLAGS
     int_shadow: bool = False
+    next_rip: int = 0
     event_inj: int = 0
     event_inj_err: int = 0
     exit_code: int = 0
     exit_int_info: int = 0
     exit_int_info_err: int = 0
-    next_rip: int = 0
 
 
 @attrs.define(eq=False)

@@ -84,31 +84,26 @@ def build(program: Program, policy: Policy) -> Machine:
     """The vCPU before the first step: the set-up's registers in the VMCB the guest runs with, under `policy`
     (the program's, looked up once by `run`)."""
     setup = program.setup
-    guest = Vmcb(
-        rip=setup.rip,
-        cs_base=setup.cs_base,
-        rflags=setup.rflags,
-        int_shadow=setup.interrupt_shadow,
-        next_rip=setup.vmcb_next_rip,
-    )
+    # Positional throughout, in field order: keyword binding costs a third of building the vCPU, on every run.
+    guest = Vmcb(setup.rip, setup.cs_base, setup.rflags, setup.interrupt_shadow, setup.vmcb_next_rip)
     nested = setup.nesting is not None
     hardware = PROFILES[program.profile]
     m = Machine(
-        program=program,
-        hardware=hardware,
-        mode=setup.mode,
-        cpl=setup.cpl,
-        gif=setup.gif,
-        vmcb01=Vmcb() if nested else guest,
-        vmcb02=guest if nested else Vmcb(),
-        kvm=Kvm(nrips=program.options.nrips and hardware.nrips),
-        memory={},
-        written=set(),
-        missing={PageTable.GUEST: set(), PageTable.HOST: set()},
-        idt={gate.vector: gate for gate in setup.idt},
-        breakpoints={},
-        instruction_intercepts=policy.intercepted_instructions,
-        exception_intercepts=policy.intercepted_exceptions(program.options.protection),
+        program,
+        hardware,
+        setup.mode,
+        setup.cpl,
+        setup.gif,
+        Vmcb() if nested else guest,  # vmcb01
+        guest if nested else Vmcb(),  # vmcb02
+        Kvm(program.options.nrips and hardware.nrips),
+        {},  # memory
+        set(),  # written
+        {PageTable.GUEST: set(), PageTable.HOST: set()},  # missing
+        {gate.vector: gate for gate in setup.idt},  # idt
+        {},  # breakpoints
+        policy.intercepted_instructions,
+        policy.intercepted_exceptions(program.options.protection),
     )
     for code in setup.code:
         m.write(code.address, code.data)

@@ -58,8 +58,10 @@ ASYNC_EXITS: tuple[ExitCode, ...] = (
 MAX_PATCH_BYTES = 4096
 
 
-def _rip_limit(mode: CpuMode) -> int:
-    return MAX_U64 if mode is CpuMode.LONG_64 else (1 << mode.bitness) - 1
+#: The largest RIP of each mode (a table: every run checks its set-up's RIP).
+_RIP_LIMIT: dict[CpuMode, int] = {
+    mode: MAX_U64 if mode is CpuMode.LONG_64 else (1 << mode.bitness) - 1 for mode in CpuMode
+}
 
 
 # Every run validates its program, and a check almost always holds: each one is a plain `if`, and the error (its
@@ -85,7 +87,7 @@ def validate(program: Program) -> None:
 
 
 def _validate_setup(setup: Setup) -> None:
-    limit = _rip_limit(setup.mode)
+    limit = _RIP_LIMIT[setup.mode]
     if not 0 <= setup.rip <= limit:
         raise EngineError("setup.rip", setup.rip, f"0 … {limit:#x} in {setup.mode.value} mode")
     if not 0 <= setup.cs_base <= MAX_U32:
@@ -94,11 +96,11 @@ def _validate_setup(setup: Setup) -> None:
         raise EngineError("setup.rflags", setup.rflags, "a 64-bit value")
     if not 0 <= setup.cpl <= MAX_PRIVILEGE:
         raise EngineError("setup.cpl", setup.cpl, "0 … 3")
-    if setup.mode is CpuMode.REAL and setup.cpl != 0:
+    if setup.cpl != 0 and setup.mode is CpuMode.REAL:
         raise EngineError("setup.cpl", setup.cpl, "0 in real mode")
     if not 0 <= setup.vmcb_next_rip <= MAX_U64:
         raise EngineError("setup.vmcb_next_rip", setup.vmcb_next_rip, "a 64-bit value")
-    slots = [bp.slot for bp in setup.breakpoints]
+    slots = [bp.slot for bp in setup.breakpoints] if setup.breakpoints else []  # a comprehension is a call
     for bp in setup.breakpoints:
         if not 0 <= bp.slot < BREAKPOINT_SLOTS:
             raise EngineError("setup.breakpoints.slot", bp.slot, "DR0 … DR3 (0 … 3)")
