@@ -10,6 +10,9 @@ from dsl.engine.profiles import Profile
 from dsl.engine.result import Action, Change, ExitRecord
 from dsl.engine.vocab import Actor, Level, PageTable
 
+#: Builds a NamedTuple in C (see machine._new_tuple).
+_new_tuple = tuple.__new__
+
 
 class Exit(NamedTuple):
     """A #VMEXIT as the CPU produced it, and who must handle it."""
@@ -35,25 +38,18 @@ def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None
     if profile.copies_event_slot and not events.is_valid(info):
         info = m.qemu_event_slot  # stale bits with V = 0 (Q-6)
     new_next = profile.exit_next_rip(exit_.code, next_ip if next_ip is not None else 0, vmcb.next_rip)
+    # Every #VMEXIT builds these: the changes in C, the ExitRecord positionally in field order (exit_code …
+    # reflected): keyword binding costs as much again.
     changes = (
-        Change("vmcb.exit_code", vmcb.exit_code, exit_.code),
-        Change("vmcb.exit_int_info", vmcb.exit_int_info, info),
-        Change("vmcb.exit_int_info_err", vmcb.exit_int_info_err, err),
-        Change("vmcb.next_rip", vmcb.next_rip, new_next),
+        _new_tuple(Change, ("vmcb.exit_code", vmcb.exit_code, exit_.code)),
+        _new_tuple(Change, ("vmcb.exit_int_info", vmcb.exit_int_info, info)),
+        _new_tuple(Change, ("vmcb.exit_int_info_err", vmcb.exit_int_info_err, err)),
+        _new_tuple(Change, ("vmcb.next_rip", vmcb.next_rip, new_next)),
     )
     vmcb.exit_code, vmcb.exit_int_info, vmcb.exit_int_info_err, vmcb.next_rip = exit_.code, info, err, new_next
     m.in_guest = False
     m.stale_next_rip = False
-    m.exits.append(
-        ExitRecord(
-            exit_code=exit_.code,
-            exit_int_info=info,
-            exit_int_info_err=err,
-            next_rip=new_next,
-            rip=vmcb.rip,
-            nested=m.kvm.guest_mode,
-            reflected=exit_.handled_by is Level.L1,
-        )
-    )
+    reflected = exit_.handled_by is Level.L1
+    m.exits.append(ExitRecord(exit_.code, info, err, new_next, vmcb.rip, m.kvm.guest_mode, reflected))
     m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {int(exit_.code):#x}: {message}", *changes)
     return exit_
