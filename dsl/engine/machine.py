@@ -190,7 +190,7 @@ class Kvm:
     nmi_l1_to_l2: bool = False
     nmi_masked: bool = False  # HF_NMI_MASK of the vCPU (L1's when nested)
     queue: EventQueue = attrs.Factory(EventQueue)
-    guest_mode: bool = False  # running L2
+    guest_mode: bool = False  # running L2; written only by Machine.set_guest_mode (it switches the VMCB)
     nested_run_pending: bool = False
     vmcb12: Vmcb12 = attrs.Factory(Vmcb12)
     insn_emulation_fail: int = 0
@@ -256,6 +256,9 @@ class Machine:
     gif: bool
     vmcb01: Vmcb
     vmcb02: Vmcb
+    #: svm->vmcb, the VMCB KVM runs the guest with: vmcb02 while L2 runs, else vmcb01. A field switched by
+    #: `set_guest_mode` (as svm_switch_vmcb does), not a property: it is read many times per guest action.
+    vmcb: Vmcb
     kvm: Kvm
     memory: dict[int, bytearray]  # 4-KiB page number → bytes
     written: set[int]  # linear addresses the scenario wrote
@@ -299,10 +302,13 @@ class Machine:
 
     # -- the current VMCB and guest registers ----------------------------------------------------------------------
 
-    @property
-    def vmcb(self) -> Vmcb:
-        """The VMCB KVM runs the guest with: vmcb02 while L2 runs, else vmcb01."""
-        return self.vmcb02 if self.kvm.guest_mode else self.vmcb01
+    def set_guest_mode(self, l2: bool) -> None:
+        """enter_guest_mode / leave_guest_mode with svm_switch_vmcb: L2 runs with vmcb02, L1 with vmcb01.
+
+        The only writer of `kvm.guest_mode`, so `vmcb` always follows it (also after vmcb02 is replaced).
+        """
+        self.kvm.guest_mode = l2
+        self.vmcb = self.vmcb02 if l2 else self.vmcb01
 
     @property
     def profile(self) -> HardwareProfile:

@@ -87,6 +87,7 @@ def build(program: Program, policy: Policy) -> Machine:
     # Positional throughout, in field order: keyword binding costs a third of building the vCPU, on every run.
     guest = Vmcb(setup.rip, setup.cs_base, setup.rflags, setup.interrupt_shadow, setup.vmcb_next_rip)
     nested = setup.nesting is not None
+    vmcb01 = Vmcb() if nested else guest  # nested, the set-up's registers are L2's
     hardware = PROFILES[program.profile]
     m = Machine(
         program,
@@ -94,8 +95,9 @@ def build(program: Program, policy: Policy) -> Machine:
         setup.mode,
         setup.cpl,
         setup.gif,
-        Vmcb() if nested else guest,  # vmcb01
+        vmcb01,
         guest if nested else Vmcb(),  # vmcb02
+        vmcb01,  # the current VMCB: KVM starts outside guest mode
         Kvm(program.options.nrips and hardware.nrips),
         {},  # memory
         set(),  # written

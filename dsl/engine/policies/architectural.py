@@ -135,7 +135,8 @@ class Architectural(Policy):
 
     def nested_vmrun(self, m: Machine, step: L1Vmrun) -> bool:
         cache_vmcb12(m, step)
-        m.kvm.guest_mode, m.kvm.nested_run_pending = True, True
+        m.set_guest_mode(True)
+        m.kvm.nested_run_pending = True
         copy_event_inj(m, "ARCH")
         nesting = m.program.setup.nesting
         l1_nrips = nesting is not None and nesting.l1_nrips and m.cpu_nrips
@@ -154,12 +155,13 @@ class Architectural(Policy):
         vmcb02 = m.vmcb02
         next_rip = vmcb02.next_rip if l1_nrips else 0
         reflect(m, exit_, vmcb02.exit_int_info, vmcb02.exit_int_info_err, next_rip, "ARCH")
-        m.kvm.guest_mode = False
+        m.set_guest_mode(False)
         m.l1_has_control = True
 
     def set_nested_state(self, m: Machine, saved: NestedState) -> None:
         m.vmcb02 = Vmcb(rip=saved.l2_rip, cs_base=saved.l2_cs_base, next_rip=saved.vmcb02_next_rip)
-        m.kvm.guest_mode, m.kvm.nested_run_pending = True, saved.run_pending
+        m.set_guest_mode(True)
+        m.kvm.nested_run_pending = saved.run_pending
         if saved.run_pending:
             m.vmcb02.event_inj, m.vmcb02.event_inj_err = saved.vmcb12_event_inj, saved.vmcb12_event_inj_err
         m.log(Actor.USERSPACE, Action.RESTORE, "ARCH", "faithful save/restore into a fresh vCPU")

@@ -277,7 +277,8 @@ class Kvm519(Policy):
         if m.anomaly is Outcome.VMEXIT_INVALID:
             return False
         kvm = m.kvm
-        kvm.guest_mode, kvm.nested_run_pending = True, True
+        m.set_guest_mode(True)
+        kvm.nested_run_pending = True
         self.prepare_control(m, kvm.vmcb12.rip, kvm.vmcb12.cs_base)
         prepare_save(m, "K-6.0-21")
         return True
@@ -302,7 +303,7 @@ class Kvm519(Policy):
 
     def leave_guest_mode(self, m: Machine) -> None:
         m.kvm.queue.clear_all()
-        m.kvm.guest_mode = False
+        m.set_guest_mode(False)
         m.l1_has_control = True
 
     def set_nested_state(self, m: Machine, saved: NestedState) -> None:
@@ -322,7 +323,8 @@ def restore_fresh(m: Machine, saved: NestedState) -> None:
     kvm = m.kvm
     m.vmcb02 = Vmcb(rflags=m.vmcb02.rflags)
     kvm.soft_int, kvm.next_rip, kvm.nmi_l1_to_l2 = SoftIntRecord(), 0, False
-    kvm.guest_mode, kvm.nested_run_pending = True, saved.run_pending
+    m.set_guest_mode(True)  # after vmcb02 is replaced: the current VMCB is the fresh one
+    kvm.nested_run_pending = saved.run_pending
     cached = kvm.vmcb12
     cached.event_inj = saved.vmcb12_event_inj if saved.run_pending else 0
     cached.event_inj_err, cached.next_rip = saved.vmcb12_event_inj_err, saved.vmcb12_next_rip

@@ -176,7 +176,8 @@ class VirtualBox(Policy):
         """IEM's VMRUN turns vmcb12 EVENTINJ into a trap injected like any event: L1's NextRIP is not honoured."""
         cache_vmcb12(m, step)
         kvm, vmcb02 = m.kvm, m.vmcb02
-        kvm.guest_mode, kvm.nested_run_pending = True, True
+        m.set_guest_mode(True)
+        kvm.nested_run_pending = True
         copy_event_inj(m, "VBOX-6")
         cached = kvm.vmcb12
         if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
@@ -197,7 +198,7 @@ class VirtualBox(Policy):
                 m.subject.reflected = True
         m.log(Actor.L0, Action.NOTE, VBOX_UNDESCRIBED, "the nested guest's NextRIP for L1 is not described")
         reflect(m, exit_, info, error, vmcb02.next_rip, "VBOX-6")
-        m.kvm.guest_mode = False
+        m.set_guest_mode(False)
         m.l1_has_control = True
 
     def set_nested_state(self, m: Machine, saved: NestedState) -> None:

@@ -315,7 +315,8 @@ class Xen(Policy):
         """Emulated VMRUN: vmcb12 EVENTINJ copied verbatim; NextRIP is not ("only evaluated on #VMEXIT")."""
         cache_vmcb12(m, step)
         kvm, vmcb02 = m.kvm, m.vmcb02
-        kvm.guest_mode, kvm.nested_run_pending = True, True
+        m.set_guest_mode(True)
+        kvm.nested_run_pending = True
         copy_event_inj(m, "XEN-7")
         cached = kvm.vmcb12
         if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
@@ -333,7 +334,7 @@ class Xen(Policy):
         if events.is_valid(vmcb02.exit_int_info) and in_flight_is_subject(m, exit_) and m.subject is not None:
             m.subject.reflected = True
         reflect(m, exit_, vmcb02.exit_int_info, vmcb02.exit_int_info_err, vmcb02.next_rip, "XEN-7")
-        m.kvm.guest_mode = False
+        m.set_guest_mode(False)
         m.l1_has_control = True
 
     def set_nested_state(self, m: Machine, saved: NestedState) -> None:
