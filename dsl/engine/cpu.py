@@ -7,6 +7,8 @@ calls the hypervisor: it returns an `Exit` and the run loop hands it to the poli
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from dsl.engine import events
 from dsl.engine.decode import LEGACY_PREFIXES, LOCK_PREFIX, MAX_INSN_LENGTH, OPCODE_INT3, Insn, InsnKind, cpu_decode
 from dsl.engine.delivery import deliver, iret
@@ -51,6 +53,25 @@ _EVENT_OF: dict[InsnKind, tuple[int, EventType, bool]] = {
     InsnKind.INTO: (Vector.OF, EventType.EXCEPTION, True),
     InsnKind.ICEBP: (Vector.DB, EventType.EXCEPTION, False),
 }
+#: Instructions that raise an event when they execute (BOUND only out of bounds); every other one completes.
+_RAISING: frozenset[InsnKind] = frozenset((*_EVENT_OF, InsnKind.INT_N, InsnKind.TOO_LONG, InsnKind.UD, InsnKind.BOUND))
+
+
+class Fetched(NamedTuple):
+    """The instruction the guest executes: where it is, where it ends, and its bytes.
+
+    Fetched once per instruction and handed down, so raising its event neither recomputes the linear address
+    nor reads the bytes the subject remembers again.
+    """
+
+    rip: int
+    linear: int
+    next_ip: int
+    insn_bytes: bytes
+
+
+#: Builds a NamedTuple in C (see machine._new_tuple).
+_new_tuple = tuple.__new__
 
 __all__ = ["Exit", "async_exit", "deliver", "execute", "iret", "profile_of", "vmexit", "vmrun"]
 
@@ -136,25 +157,25 @@ def _l1_intercepts(m: Machine, code: int) -> bool:
     return m.kvm.guest_mode and nesting is not None and code in nesting.intercepted_exits
 
 
-def _intercepted_event(m: Machine, kind: InsnKind, rip: int, next_ip: int) -> Exit | None:
+def _intercepted_event(m: Machine, kind: InsnKind, at: Fetched) -> Exit | None:
     """An event-raising instruction L0 (or L1) intercepts: it exits before raising its event (H-20, XEN-4)."""
     exit_code = _OPTIONAL_INTERCEPT[kind]
     if exit_code not in m.instruction_intercepts and not _l1_intercepts(m, exit_code):
         return None
     vector, event_type, _ = _EVENT_OF[kind]
-    _note_subject(m, rip, next_ip, vector, event_type)
+    _note_subject(m, at, vector, event_type)
     level = _instruction_exit_level(m, exit_code)
+    next_ip = at.next_ip
     return vmexit(m, Exit(exit_code, level, insn_next=next_ip), "H-20", f"{kind.value} intercepted", next_ip)
 
 
-def _note_subject(m: Machine, rip: int, next_ip: int, vector: int, event_type: EventType, fault: bool = False) -> None:
-    """The first event a guest instruction raises becomes the scenario's subject (a fault returns to `rip`)."""
+def _note_subject(m: Machine, at: Fetched, vector: int, event_type: EventType, fault: bool = False) -> None:
+    """The first event a guest instruction raises becomes the scenario's subject (a fault returns to its RIP)."""
     if m.subject is not None:
         return
-    linear = m.linear(rip)
-    original = m.read(linear, (next_ip - rip) & m.rip_mask())
+    rip = at.rip
     # Positional, in field order (vector … arch_return): keyword binding costs as much again as the build.
-    m.subject = Subject(vector, event_type, rip, linear, False, original, rip if fault else next_ip)
+    m.subject = Subject(vector, event_type, rip, at.linear, False, at.insn_bytes, rip if fault else at.next_ip)
 
 
 # -- guest instructions --------------------------------------------------------------------------------------------
@@ -198,26 +219,29 @@ def execute(m: Machine) -> Exit | None:
         return vmexit(
             m, Exit(exit_code, _instruction_exit_level(m, exit_code), insn_next=next_ip), "H-12", insn.text, next_ip
         )
-    if kind in _OPTIONAL_INTERCEPT:
-        intercepted = _intercepted_event(m, kind, rip, next_ip)
-        if intercepted is not None:
-            return intercepted
     if kind is InsnKind.INTO and not vmcb.rflags & RFLAGS_OF:
         kind = InsnKind.OTHER  # OF = 0: INTO does nothing (H-23)
+    if kind not in _RAISING:
+        return _complete(m, insn.kind, next_ip, insn.branch_target)
+    at = _new_tuple(Fetched, (rip, linear, next_ip, code[: insn.length]))
+    if kind in _OPTIONAL_INTERCEPT:
+        intercepted = _intercepted_event(m, kind, at)
+        if intercepted is not None:
+            return intercepted
     # The kinds below exclude each other; the trap-class instructions, what scenarios are about, are tested first
     # (every `InsnKind.X` costs a lookup through EnumType.__getattr__ on Python 3.11).
     if kind in _EVENT_OF:
         vector, event_type, dpl = _EVENT_OF[kind]
-        return _raise(m, rip, next_ip, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
+        return _raise(m, at, vector, event_type, None, fault=False, rule="H-4", dpl=dpl)
     if kind is InsnKind.INT_N:
-        return _raise(m, rip, next_ip, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
+        return _raise(m, at, insn.imm8, EventType.SOFT, None, fault=False, rule="H-22", dpl=True)
     if kind is InsnKind.TOO_LONG:
-        return _raise(m, rip, next_ip, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
+        return _raise(m, at, Vector.GP, EventType.EXCEPTION, 0, fault=True, rule="H-27")
     if kind is InsnKind.UD:
-        return _raise(m, rip, next_ip, Vector.UD, EventType.EXCEPTION, None, fault=True, rule="H-28")
+        return _raise(m, at, Vector.UD, EventType.EXCEPTION, None, fault=True, rule="H-28")
     if kind is InsnKind.BOUND and not m.program.setup.bound_in_range:
         # H-25: out of bounds, #BR as a fault; it is the scenario's subject like a soft instruction's event.
-        return _raise(m, rip, next_ip, Vector.BR, EventType.EXCEPTION, None, fault=True, rule="H-25", subject=True)
+        return _raise(m, at, Vector.BR, EventType.EXCEPTION, None, fault=True, rule="H-25", subject=True)
     return _complete(m, insn.kind, next_ip, insn.branch_target)
 
 
@@ -273,8 +297,7 @@ def _code_breakpoint(m: Machine, rip: int, linear: int) -> Exit | None:
 
 def _raise(
     m: Machine,
-    rip: int,
-    next_ip: int,
+    at: Fetched,
     vector: int,
     event_type: EventType,
     error_code: int | None,
@@ -289,11 +312,13 @@ def _raise(
     Traps (INT3, INTO, INT n) and `subject` faults (BOUND's #BR) are what a scenario is about; #UD / #GP of a bad
     encoding are not.
     """
-    linear = m.linear(rip)
+    rip, next_ip = at.rip, at.next_ip
     if subject or not fault:
-        _note_subject(m, rip, next_ip, vector, event_type, fault)
+        _note_subject(m, at, vector, event_type, fault)
     current = m.subject
-    is_subject = current is not None and linear == current.linear and (not current.injected or vector == current.vector)
+    is_subject = (
+        current is not None and at.linear == current.linear and (not current.injected or vector == current.vector)
+    )
     intercept = _exception_intercept(m, vector, event_type)
     if intercept is not None:
         exit_code = ExitCode.for_exception(vector)
