@@ -95,7 +95,7 @@ def vmrun(m: Machine) -> Exit | None:
         Actor.CPU,
         Action.VMRUN,
         "H-5",
-        f"VMRUN: RIP {vmcb.rip:#x}, next_rip {vmcb.next_rip:#x}, EVENTINJ {events.describe(vmcb.event_inj)}",
+        f"VMRUN: RIP {hex(vmcb.rip)}, next_rip {hex(vmcb.next_rip)}, EVENTINJ {events.describe(vmcb.event_inj)}",
     )
     if events.is_valid(vmcb.event_inj):
         ev = injected_event(m, profile)
@@ -196,18 +196,18 @@ def execute(m: Machine) -> Exit | None:
             m,
             Exit(exit_code, Level.L0, fixes=(PageTable.HOST, host_page)),
             "H-12",
-            f"fetch at {linear:#x}: no host mapping",
+            f"fetch at {hex(linear)}: no host mapping",
         )
     guest_page = m.first_missing_page(PageTable.GUEST, linear, insn.length)
     if guest_page is not None:
-        m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {linear:#x}: guest page not present, #PF")
+        m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {hex(linear)}: guest page not present, #PF")
         fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
         return deliver(m, fault._replace(maps_page=guest_page))
     if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
         if m.hardware.arms_dr7_breakpoints:
             return _code_breakpoint(m, rip, linear)
-        m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {linear:#x} not armed by VMRUN")
-    m.log(Actor.GUEST, Action.EXECUTE, "", f"{rip:#x}: {insn.text} ({insn.encoding})")
+        m.log(Actor.CPU, Action.NOTE, DR7_NOT_ARMED_RULE, f"DR7 breakpoint at {hex(linear)} not armed by VMRUN")
+    m.log(Actor.GUEST, Action.EXECUTE, "", f"{hex(rip)}: {insn.text} ({insn.encoding})")
     next_ip = rip + insn.length
     if m.mode.bitness == 16 and next_ip > ADDRESS_MASK_16:
         m.log(Actor.CPU, Action.NOTE, "H-32", "16-bit IP overflows past 0xFFFF: not specified by the sources")
@@ -287,9 +287,11 @@ def _code_breakpoint(m: Machine, rip: int, linear: int) -> Exit | None:
     subject = m.subject
     if subject is not None and linear == subject.linear and (subject.retried or subject.dropped):
         m.spurious_db = True
-        m.log(Actor.CPU, Action.FAULT, "H-37", f"code breakpoint at {linear:#x} fires again on the retried instruction")
+        m.log(
+            Actor.CPU, Action.FAULT, "H-37", f"code breakpoint at {hex(linear)} fires again on the retried instruction"
+        )
     else:
-        m.log(Actor.CPU, Action.FAULT, "H-37", f"code breakpoint DR{m.breakpoints[linear]} at {linear:#x}: #DB")
+        m.log(Actor.CPU, Action.FAULT, "H-37", f"code breakpoint DR{m.breakpoints[linear]} at {hex(linear)}: #DB")
     # The handler returns with RF set so the instruction then runs (the pushed image carries RF, H-34).
     ev = InFlight(Vector.DB, EventType.EXCEPTION, None, rip, rip, False, False, False, False)
     return deliver(m, ev)
@@ -328,7 +330,7 @@ def _raise(
         return vmexit(m, Exit(exit_code, intercept, insn_next=next_ip), "H-20", message, next_ip)
     # Positional, in field order (vector … subject), like the other InFlight builds on this path.
     ev = InFlight(vector, event_type, error_code, rip if fault else next_ip, rip, False, dpl, not fault, is_subject)
-    m.log(Actor.CPU, Action.DELIVER, rule, f"{rip:#x} raises vector {vector:#x} ({events.TYPE_NAMES[event_type]})")
+    m.log(Actor.CPU, Action.DELIVER, rule, f"{hex(rip)} raises vector {hex(vector)} ({events.TYPE_NAMES[event_type]})")
     return deliver(m, ev)
 
 

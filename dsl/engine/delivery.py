@@ -63,7 +63,7 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
             fault = m.armed_faults.pop(index)
             fault_vector = fault.fault.vector
             if fault.handled_by is Level.GUEST and fault_vector is not None:
-                m.log(Actor.CPU, Action.FAULT, "H-16", f"{fault.fault.value} while delivering vector {ev.vector:#x}")
+                m.log(Actor.CPU, Action.FAULT, "H-16", f"{fault.fault.value} while delivering vector {hex(ev.vector)}")
                 raised = _raise_during(m, ev, fault_vector, fault.error_code)
                 if isinstance(raised, Exit):
                     return raised
@@ -98,9 +98,9 @@ def deliver(m: Machine, ev: InFlight) -> Exit | None:
         gate = m.gate(ev.vector)
         problem: tuple[int, str, str] | None = None
         if ev.dpl_checked and m.cpl > gate.dpl:
-            problem = (Vector.GP, "H-7", f"CPL {m.cpl} > gate {ev.vector:#x} DPL {gate.dpl}: #GP")
+            problem = (Vector.GP, "H-7", f"CPL {m.cpl} > gate {hex(ev.vector)} DPL {gate.dpl}: #GP")
         elif not gate.present:
-            problem = (Vector.NP, "H-17", f"gate {ev.vector:#x} not present: #NP")
+            problem = (Vector.NP, "H-17", f"gate {hex(ev.vector)} not present: #NP")
         if problem is not None:
             vector, rule, message = problem
             m.log(Actor.CPU, Action.FAULT, rule, message)
@@ -122,7 +122,7 @@ def _raise_during(m: Machine, ev: InFlight, vector: int, error_code: int | None)
         m.set_anomaly(Outcome.SHUTDOWN)
         return vmexit(m, Exit(ExitCode.SHUTDOWN, Level.L0), "ARCH", "fault while delivering #DF: triple fault")
     if combined != vector:
-        m.log(Actor.CPU, Action.FAULT, "H-16", f"vector {vector:#x} while delivering {ev.vector:#x}: #DF")
+        m.log(Actor.CPU, Action.FAULT, "H-16", f"vector {hex(vector)} while delivering {hex(ev.vector)}: #DF")
         return _secondary(ev, Vector.DF, 0)
     return _secondary(ev, vector, error_code)
 
@@ -138,7 +138,7 @@ def _push_frame(m: Machine, ev: InFlight, gate_type: GateType) -> None:
     cleared = RFLAGS_TF | RFLAGS_RF | (RFLAGS_IF if gate_type is GateType.INTERRUPT else 0)  # H-36
     change = m.put(vmcb, "rip", m.handler_address(ev.vector), "guest.")
     vmcb.rflags &= ~cleared
-    shown = "unspecified" if ev.return_rip is None else f"{ev.return_rip:#x}"
+    shown = "unspecified" if ev.return_rip is None else f"{hex(ev.return_rip)}"
     name = events.VECTOR_NAMES[ev.vector]
     source = "injected" if ev.injected else "raised by the guest"
     m.log(
@@ -159,4 +159,4 @@ def iret(m: Machine) -> None:
     target = frame.return_rip if frame.return_rip is not None else vmcb.rip
     change = m.put(vmcb, "rip", target, "guest.")
     vmcb.rflags = frame.rflags
-    m.log(Actor.GUEST, Action.IRET, "", f"handler for vector {frame.vector:#x} returns to {target:#x}", change)
+    m.log(Actor.GUEST, Action.IRET, "", f"handler for vector {hex(frame.vector)} returns to {hex(target)}", change)

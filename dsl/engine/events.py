@@ -46,7 +46,7 @@ _TYPES: dict[int, EventType | None] = {
 }
 #: Spellings of vectors in traces: `#BP`, `NMI`, or `vector 0x80`.
 VECTOR_NAMES: dict[int, str] = {
-    vector: (Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {vector:#x}")
+    vector: (Vector(vector).mnemonic if vector in Vector._value2member_map_ else f"vector {hex(vector)}")
     for vector in range(VECTOR_MASK + 1)
 }
 

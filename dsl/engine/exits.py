@@ -51,5 +51,5 @@ def vmexit(m: Machine, exit_: Exit, rule: str, message: str, next_ip: int | None
     m.stale_next_rip = False
     reflected = exit_.handled_by is Level.L1
     m.exits.append(ExitRecord(exit_.code, info, err, new_next, vmcb.rip, m.kvm.guest_mode, reflected))
-    m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {int(exit_.code):#x}: {message}", *changes)
+    m.log(Actor.CPU, Action.VMEXIT, rule, f"#VMEXIT {hex(exit_.code)}: {message}", *changes)
     return exit_

@@ -113,7 +113,7 @@ class Profile:
         if event_type is None:
             return f"reserved EVENTINJ type {events.type_of(event_inj)}"
         if event_type is EventType.EXCEPTION and vector not in HARDWARE_EXCEPTION_VECTORS:
-            return f"vector {vector:#x} is not an exception"
+            return f"vector {hex(vector)} is not an exception"
         if event_type is EventType.EXCEPTION and vector == Vector.BR and mode is CpuMode.LONG_64:
             return "#BR cannot be injected in 64-bit mode"
         return None

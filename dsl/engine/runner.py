@@ -137,7 +137,7 @@ def _execute(m: Machine, policy: Policy, index: int, step: Execute) -> None:
 
 def _vectoring_fault(m: Machine, policy: Policy, index: int, step: VectoringFault) -> None:
     m.armed_faults.append(step)
-    target = "" if step.during is None else f" of vector {step.during:#x}"
+    target = "" if step.during is None else f" of vector {hex(step.during)}"
     m.log(Actor.CPU, Action.NOTE, "", f"the next delivery{target} hits {step.fault.value} ({step.handled_by.value})")
 
 
@@ -150,14 +150,14 @@ def _exit_for(m: Machine, policy: Policy, index: int, step: ExitFor) -> None:
 
 def _modify_code(m: Machine, policy: Policy, index: int, step: ModifyCode) -> None:
     m.write(step.address, step.data)
-    m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {step.address:#x} rewritten: {step.data.hex(' ')}")
+    m.log(Actor.GUEST, Action.MODIFY, "H-41", f"bytes at {hex(step.address)} rewritten: {step.data.hex(' ')}")
 
 
 def _set_page(m: Machine, policy: Policy, index: int, step: SetPage) -> None:
     page = page_of(step.address)
     (m.missing[step.table].discard if step.present else m.missing[step.table].add)(page)
     state = "mapped" if step.present else "unmapped"
-    m.log(Actor.GUEST, Action.MODIFY, "", f"page {page:#x} {state} in the {step.table.value} tables")
+    m.log(Actor.GUEST, Action.MODIFY, "", f"page {hex(page)} {state} in the {step.table.value} tables")
 
 
 def _cancel_entry(m: Machine, policy: Policy, index: int, step: CancelEntry) -> None:

@@ -89,7 +89,7 @@ def validate(program: Program) -> None:
 def _validate_setup(setup: Setup) -> None:
     limit = _RIP_LIMIT[setup.mode]
     if not 0 <= setup.rip <= limit:
-        raise EngineError("setup.rip", setup.rip, f"0 … {limit:#x} in {setup.mode.value} mode")
+        raise EngineError("setup.rip", setup.rip, f"0 … {hex(limit)} in {setup.mode.value} mode")
     if not 0 <= setup.cs_base <= MAX_U32:
         raise EngineError("setup.cs_base", setup.cs_base, "0 … 0xffffffff")
     if not 0 <= setup.rflags <= MAX_U64:
@@ -134,7 +134,7 @@ def _validate_event(field: str, source: InjectionSource, event: Event) -> None:
     ):
         raise EngineError(
             field,
-            f"vector {event.vector:#x} type {event.type.name}",
+            f"vector {hex(event.vector)} type {event.type.name}",
             "#BP or #DB (KVM_SET_GUEST_DEBUG injects only those)",
         )
 

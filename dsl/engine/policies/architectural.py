@@ -72,15 +72,15 @@ class Architectural(Policy):
             if m.arch_return is not None and m.arch_return != vmcb.rip:
                 m.arch_origin = vmcb.rip
                 change = m.put(vmcb, "rip", m.arch_return, "vmcb.")
-                m.log(Actor.L0, Action.SKIP, "H-11", f"emulate the trap: RIP advanced to {m.arch_return:#x}", change)
+                m.log(Actor.L0, Action.SKIP, "H-11", f"emulate the trap: RIP advanced to {hex(m.arch_return)}", change)
             return
         ret = m.arch_return if m.arch_return is not None else self.matching_next(m, vector, event_type)
         m.arch_return = ret
         if m.cpu_nrips:
-            m.log(Actor.L0, Action.SAVE, "ARCH", f"next_rip = {ret:#x}", m.put(vmcb, "next_rip", ret, "vmcb."))
+            m.log(Actor.L0, Action.SAVE, "ARCH", f"next_rip = {hex(ret)}", m.put(vmcb, "next_rip", ret, "vmcb."))
         elif ret != vmcb.rip:
             m.arch_origin = vmcb.rip
-            m.log(Actor.L0, Action.SKIP, "ARCH", f"RIP advanced to {ret:#x} (H-11)", m.put(vmcb, "rip", ret, "vmcb."))
+            m.log(Actor.L0, Action.SKIP, "ARCH", f"RIP advanced to {hex(ret)} (H-11)", m.put(vmcb, "rip", ret, "vmcb."))
 
     def matching_next(self, m: Machine, vector: int, event_type: EventType) -> int:
         """For an injected soft event: after the instruction at RIP if it raises this vector, else RIP itself."""
@@ -129,7 +129,7 @@ class Architectural(Policy):
             if decoded is None:
                 return False
             target = (vmcb.rip + decoded.length) & m.rip_mask()
-        m.log(Actor.L0, Action.SKIP, "ARCH", f"skip to {target:#x}", m.put(vmcb, "rip", target, "vmcb."))
+        m.log(Actor.L0, Action.SKIP, "ARCH", f"skip to {hex(target)}", m.put(vmcb, "rip", target, "vmcb."))
         vmcb.int_shadow = False
         return True
 

@@ -92,7 +92,7 @@ class Policy:
         """L0 handles an exit it owns: maps pages, emulates intercepted instructions, reports debug exits."""
         handle_page_exit(m, exit_)
         if exit_.code in (ExitCode.HLT, ExitCode.CPUID, ExitCode.IOIO, ExitCode.MSR, ExitCode.VMMCALL):
-            m.log(Actor.L0, Action.HANDLE, "", f"L0 emulates the intercepted instruction (exit {exit_.code:#x})")
+            m.log(Actor.L0, Action.HANDLE, "", f"L0 emulates the intercepted instruction (exit {hex(exit_.code)})")
             if not self.skip_emulated_instruction(m):
                 self.emulation_failed(m)
         if exit_.code == ExitCode.EXCP_BP and m.program.options.guest_debug_sw_bp:
@@ -218,8 +218,8 @@ def cache_vmcb12(m: Machine, step: L1Vmrun) -> None:
         Actor.L1,
         Action.VMRUN,
         "",
-        f"L1 VMRUN: vmcb12 EVENTINJ {events.describe(step.event_inj)}, RIP {cached.rip:#x}, "
-        f"next_rip {step.next_rip:#x}",
+        f"L1 VMRUN: vmcb12 EVENTINJ {events.describe(step.event_inj)}, RIP {hex(cached.rip)}, "
+        f"next_rip {hex(step.next_rip)}",
     )
 
 
@@ -254,7 +254,7 @@ def reflect(m: Machine, exit_: Exit, info: int, error: int, next_rip: int, rule:
         Actor.L0,
         Action.REFLECT,
         rule,
-        f"#VMEXIT {exit_.code:#x} to L1: vmcb12 EXITINTINFO {events.describe(info)}, next_rip {next_rip:#x}",
+        f"#VMEXIT {hex(exit_.code)} to L1: vmcb12 EXITINTINFO {events.describe(info)}, next_rip {hex(next_rip)}",
     )
 
 
@@ -263,6 +263,6 @@ def handle_page_exit(m: Machine, exit_: Exit) -> None:
     if exit_.fixes is not None:
         table, page = exit_.fixes
         m.missing[table].discard(page)
-        m.log(Actor.L0, Action.HANDLE, "", f"L0 maps page {page:#x} in its {table.value} tables")
+        m.log(Actor.L0, Action.HANDLE, "", f"L0 maps page {hex(page)} in its {table.value} tables")
     elif exit_.code in (ExitCode.NPF, ExitCode.EXCP_PF):
         m.log(Actor.L0, Action.HANDLE, "", "L0 fixes its page tables (#NPF / shadow #PF handled)")

@@ -105,7 +105,7 @@ class Bhyve(Policy):
     def note_next_rip(self, m: Machine, value: int) -> None:
         """BHYVE-3: a soft event goes out with the NextRIP the last exit left (0 after an #NPF) [I]."""
         if events.is_soft_encoding(value):
-            pushed = f"NextRIP {m.vmcb.next_rip:#x}" if m.cpu_nrips else f"RIP {m.vmcb.rip:#x}"
+            pushed = f"NextRIP {hex(m.vmcb.next_rip)}" if m.cpu_nrips else f"RIP {hex(m.vmcb.rip)}"
             m.log(Actor.L0, Action.NOTE, BHYVE_3_CONSEQUENCE, f"NextRIP not written: the CPU pushes {pushed}")
 
     def cancel_injection(self, m: Machine) -> None:

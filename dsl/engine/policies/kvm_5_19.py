@@ -90,7 +90,7 @@ class Kvm519(Policy):
     def note_stale_next_rip(self, m: Machine) -> None:
         """A next_rip left by an earlier intercepted instruction is trusted as is (K-6.0-26)."""
         if m.stale_next_rip:
-            m.log(Actor.L0, Action.NOTE, "K-6.0-26", f"next_rip {m.vmcb.next_rip:#x} is stale (earlier intercept)")
+            m.log(Actor.L0, Action.NOTE, "K-6.0-26", f"next_rip {hex(m.vmcb.next_rip)} is stale (earlier intercept)")
 
     def emulate_skip(self, m: Machine, soft_vector: int | None) -> bool:
         """x86_emulate_instruction(EMULTYPE_SKIP), K-5.19-7: True = "1" (success or RIP unchanged), False = "0"."""
@@ -105,9 +105,11 @@ class Kvm519(Policy):
             return self.decode_fault(m, linear)
         if decoded is None:  # step e
             kvm.insn_emulation_fail += 1
-            m.log(Actor.L0, Action.FAIL, "K-5.19-7", f"the emulator cannot decode the bytes at {linear:#x}")
+            m.log(Actor.L0, Action.FAIL, "K-5.19-7", f"the emulator cannot decode the bytes at {hex(linear)}")
             return False
-        m.log(Actor.L0, Action.DECODE, "K-5.19-7", f"decode at {vmcb.rip:#x}: {decoded.text} ({decoded.length} bytes)")
+        m.log(
+            Actor.L0, Action.DECODE, "K-5.19-7", f"decode at {hex(vmcb.rip)}: {decoded.text} ({decoded.length} bytes)"
+        )
         if not self.opcode_matches(m, decoded, soft_vector):
             return False
         new_rip = vmcb.rip + decoded.length
@@ -120,7 +122,7 @@ class Kvm519(Policy):
         rf = m.clear_rf()
         if rf is not None:
             changes.append(rf)
-        m.log(Actor.L0, Action.SKIP, "K-5.19-7", f"RIP past the decoded instruction: {new_rip:#x}", *changes)
+        m.log(Actor.L0, Action.SKIP, "K-5.19-7", f"RIP past the decoded instruction: {hex(new_rip)}", *changes)
         return True
 
     def cannot_read_sev_code(self, m: Machine) -> bool:
@@ -142,7 +144,7 @@ class Kvm519(Policy):
         queue = m.kvm.queue
         queue.exception_pending, queue.exception_vector, queue.exception_error = True, Vector.PF, PF_FETCH_ERROR
         m.pending_exception_seen = Vector.PF
-        m.log(Actor.L0, Action.QUEUE, "K-6.0-27", f"decode at {linear:#x} faults: #PF queued, skip reports success")
+        m.log(Actor.L0, Action.QUEUE, "K-6.0-27", f"decode at {hex(linear)} faults: #PF queued, skip reports success")
         return True
 
     def opcode_matches(self, m: Machine, decoded: KvmDecode, soft_vector: int | None) -> bool:
@@ -177,7 +179,7 @@ class Kvm519(Policy):
         """
         queue = m.kvm.queue
         name = events.VECTOR_NAMES[queue.exception_vector]
-        m.tracepoints.append(f"kvm_inj_exception: {name} ({queue.exception_error or 0:#x})")
+        m.tracepoints.append(f"kvm_inj_exception: {name} ({hex(queue.exception_error or 0)})")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:
         """kvm_inj_virq(nr), TP_printk("irq %u"): decimal until 2d61391270a3 (K-6.0-18); 5.10.223 prints `irq 48`."""
@@ -244,13 +246,13 @@ class Kvm519(Policy):
                 if vector == Vector.BP and int3 and m.is_linear_rip(kvm.int3_rip):
                     change = m.put(vmcb, "rip", vmcb.rip - int3, "vmcb.")
                     m.log(Actor.L0, Action.UNWIND, "K-5.19-14", "undo KVM's INT3 advance", change)
-                self.not_requeued(m, chain, "K-5.19-14", f"soft exception {vector:#x} not requeued: retry")
+                self.not_requeued(m, chain, "K-5.19-14", f"soft exception {hex(vector)} not requeued: retry")
             else:
                 requeue(m, "K-5.19-14", chain, exception=(vector, error))
         elif event_type is EventType.INTR:
             requeue(m, "K-5.19-15", chain, interrupt=(vector, False))
         elif event_type is EventType.SOFT:
-            self.not_requeued(m, chain, "K-5.19-16", f"INT n {vector:#x} dropped: retry")
+            self.not_requeued(m, chain, "K-5.19-16", f"INT n {hex(vector)} dropped: retry")
 
     def not_requeued(self, m: Machine, chain: bool, rule: str, message: str) -> None:
         if chain and m.subject is not None:

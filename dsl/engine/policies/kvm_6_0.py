@@ -51,7 +51,7 @@ class Kvm60(Kvm519):
                     m.log(Actor.L0, Action.UNWIND, "K-6.0-3", "look-ahead skip: RFLAGS restored (RF kept)", change)
             else:
                 change = m.put(vmcb, "rip", kvm.next_rip, "vmcb.")
-                m.log(Actor.L0, Action.SKIP, "K-6.0-3", f"skip to next_rip {kvm.next_rip:#x} (no decode)", change)
+                m.log(Actor.L0, Action.SKIP, "K-6.0-3", f"skip to next_rip {hex(kvm.next_rip)} (no decode)", change)
         if commit and vmcb.int_shadow:
             m.log(Actor.L0, Action.SKIP, "K-6.0-16", "clear the interrupt shadow", m.put(vmcb, "int_shadow", False))
         return True
@@ -82,7 +82,7 @@ class Kvm60(Kvm519):
             Actor.L0,
             Action.SAVE,
             "K-6.0-5" if m.cpu_nrips or kvm.nrips else "K-6.0-32",
-            f"soft_int {{old {old:#x}, next {new:#x}, csbase {vmcb.cs_base:#x}}}",
+            f"soft_int {{old {hex(old)}, next {hex(new)}, csbase {hex(vmcb.cs_base)}}}",
             *changes,
         )
         return True
@@ -93,13 +93,13 @@ class Kvm60(Kvm519):
         """kvm_inj_exception with " [reinjected]" (K-6.0-18)."""
         queue = m.kvm.queue
         name = events.VECTOR_NAMES[queue.exception_vector]
-        error = f" ({queue.exception_error:#x})" if queue.exception_error is not None else ""  # iff valid
+        error = f" ({hex(queue.exception_error)})" if queue.exception_error is not None else ""  # iff valid
         m.tracepoints.append(f"kvm_inj_exception: {name}{error}{' [reinjected]' if reinjected else ''}")
 
     def trace_irq(self, m: Machine, reinjected: bool) -> None:
         queue = m.kvm.queue
         kind = "Soft/INTn" if queue.interrupt_soft else "IRQ"
-        m.tracepoints.append(f"kvm_inj_virq: {kind} {queue.interrupt_nr:#x}{' [reinjected]' if reinjected else ''}")
+        m.tracepoints.append(f"kvm_inj_virq: {kind} {hex(queue.interrupt_nr)}{' [reinjected]' if reinjected else ''}")
 
     def queue_exception(self, m: Machine) -> None:
         """svm_queue_exception (K-6.0-6): #BP/#OF go through the soft-event bookkeeping; -EIO drops them."""
@@ -122,7 +122,7 @@ class Kvm60(Kvm519):
         event_type = EventType.INTR
         if queue.interrupt_soft:
             if not self.update_soft_interrupt_rip(m, queue.interrupt_nr):
-                drop(m, "K-6.0-7", f"INT {queue.interrupt_nr:#x}: the skip failed, EVENTINJ not written")
+                drop(m, "K-6.0-7", f"INT {hex(queue.interrupt_nr)}: the skip failed, EVENTINJ not written")
                 return
             event_type = EventType.SOFT
         self.trace_irq(m, reinjected=True)  # the engine queues interrupts only as interrupt.injected
@@ -182,20 +182,20 @@ class Kvm60(Kvm519):
             if m.is_linear_rip(record.old_rip + record.csbase):
                 change = m.put(vmcb, "next_rip", record.next_rip, "vmcb.")
                 m.stale_next_rip = False
-                m.log(Actor.L0, Action.RESTUFF, "K-6.0-10", f"re-stuff next_rip {record.next_rip:#x}", change)
+                m.log(Actor.L0, Action.RESTUFF, "K-6.0-10", f"re-stuff next_rip {hex(record.next_rip)}", change)
             else:
                 self.linear_mismatch(m, record.old_rip, record.old_rip + record.csbase, "no re-stuff")
         elif not kvm.nrips and (soft_type or exception):
             if m.is_linear_rip(record.next_rip + record.csbase):
                 change = m.put(vmcb, "rip", record.old_rip, "vmcb.")
-                m.log(Actor.L0, Action.UNWIND, "K-6.0-11", f"unwind RIP to {record.old_rip:#x}", change)
+                m.log(Actor.L0, Action.UNWIND, "K-6.0-11", f"unwind RIP to {hex(record.old_rip)}", change)
             else:
                 self.linear_mismatch(m, record.next_rip, record.next_rip + record.csbase, "no unwind")
 
     def linear_mismatch(self, m: Machine, rip: int, comparand: int, what: str) -> None:
         """The comparison failed: K-6.0-28 when RIP is the recorded one but the linear sums differ (CS base)."""
         rule = "K-6.0-28" if m.vmcb.rip == rip else ""
-        m.log(Actor.L0, Action.NOTE, rule, f"linear RIP {m.linear_rip():#x} != {comparand:#x}: {what}")
+        m.log(Actor.L0, Action.NOTE, rule, f"linear RIP {hex(m.linear_rip())} != {hex(comparand)}: {what}")
 
     # -- nesting (K-6.0-19 … K-6.0-24) -----------------------------------------------------------------------------
 
@@ -223,7 +223,7 @@ class Kvm60(Kvm519):
         if m.program.options.seed_as_committed:
             csbase = m.vmcb02.cs_base  # still the previous L2 run's CS base: control is prepared first
             rule = "K-6.0-20"
-            m.log(Actor.L0, Action.NOTE, rule, f"seed as committed: soft_int_csbase from stale vmcb02 ({csbase:#x})")
+            m.log(Actor.L0, Action.NOTE, rule, f"seed as committed: soft_int_csbase from stale vmcb02 ({hex(csbase)})")
         next_rip = cached.next_rip if self.nrips_enabled(m) else rip
         record = SoftIntRecord(injected=True, csbase=csbase, old_rip=rip, next_rip=next_rip)
         if not self.nrips_enabled(m):
@@ -232,7 +232,7 @@ class Kvm60(Kvm519):
             Actor.L0,
             Action.SAVE,
             rule,
-            f"L1→L2 soft event: soft_int {{old {rip:#x}, next {next_rip:#x}, csbase {csbase:#x}}}",
+            f"L1→L2 soft event: soft_int {{old {hex(rip)}, next {hex(next_rip)}, csbase {hex(csbase)}}}",
             m.put(kvm, "soft_int", record, "kvm."),
         )
 

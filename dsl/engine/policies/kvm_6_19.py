@@ -45,16 +45,16 @@ class Kvm619(Kvm66):
         derived = decoded.escaped or decoded.prefixed or cross_form
         rule = "K-6.19-7" if matches and derived else "K-6.19-3"
         if matches:
-            m.log(Actor.L0, Action.NOTE, rule, f"opcode check passes for vector {soft_vector:#x}: {why}")
+            m.log(Actor.L0, Action.NOTE, rule, f"opcode check passes for vector {hex(soft_vector)}: {why}")
             return True
-        m.log(Actor.L0, Action.DROP, "K-6.19-4", f"opcode check fails for vector {soft_vector:#x}: {why}")
+        m.log(Actor.L0, Action.DROP, "K-6.19-4", f"opcode check fails for vector {hex(soft_vector)}: {why}")
         return False
 
     def int_n_matches(self, m: Machine, imm8: int, vector: int) -> tuple[bool, str]:
         """`CD ib` matches when ib equals the vector — except, under reading B, ib >= 0x80 (K-6.19-6)."""
         if imm8 >= SIGN_BIT:
             reading = m.program.options.soft_int_reading
-            m.log(Actor.L0, Action.NOTE, "K-6.19-6", f"INT {imm8:#x} >= 0x80: reading {reading.value}")
+            m.log(Actor.L0, Action.NOTE, "K-6.19-6", f"INT {hex(imm8)} >= 0x80: reading {reading.value}")
             if reading is SoftIntReading.B:
-                return False, f"imm8 {imm8:#x} is sign-extended and never equals vector {vector:#x}"
-        return imm8 == vector, f"CD {imm8:02x} raises vector {imm8:#x}"
+                return False, f"imm8 {hex(imm8)} is sign-extended and never equals vector {hex(vector)}"
+        return imm8 == vector, f"CD {imm8:02x} raises vector {hex(imm8)}"

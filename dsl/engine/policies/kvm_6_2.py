@@ -22,5 +22,5 @@ class Kvm62(Kvm60):
     def decode_fault(self, m: Machine, linear: int) -> bool:
         """K-6.2-2 (replaces K-5.19-7 step d): emulation failure, nothing queued, internal error not surfaced."""
         m.kvm.insn_emulation_fail += 1
-        m.log(Actor.L0, Action.FAIL, "K-6.2-3", f"decode at {linear:#x} faults: the skip fails (nothing queued)")
+        m.log(Actor.L0, Action.FAIL, "K-6.2-3", f"decode at {hex(linear)} faults: the skip fails (nothing queued)")
         return False

@@ -46,7 +46,7 @@ class Kvm71(Kvm619):
         if event_type is None:
             reason = f"reserved type {events.type_of(value)}"
         elif event_type is EventType.EXCEPTION and vector not in allowed:
-            reason = f"vector {vector:#x} is not a valid exception for L2"
+            reason = f"vector {hex(vector)} is not a valid exception for L2"
         if reason is None:
             return
         m.kvm.soft_int = SoftIntRecord()
@@ -80,7 +80,7 @@ class Kvm71(Kvm619):
             Actor.L0,
             Action.SAVE,
             "K-7.1-5",
-            f"soft_int {{old {vmcb.rip:#x}, next {next_rip:#x}, csbase {vmcb.cs_base:#x}}} from live L2 state",
+            f"soft_int {{old {hex(vmcb.rip)}, next {hex(next_rip)}, csbase {hex(vmcb.cs_base)}}} from live L2 state",
             m.put(kvm, "soft_int", record, "kvm."),
         )
 

@@ -111,10 +111,10 @@ class VirtualBox(Policy):
         linear = m.linear(vmcb.rip)
         insn = cpu_decode(m.read(linear, MAX_INSN_LENGTH), m.mode.bitness, vmcb.rip)
         if m.first_missing_page(PageTable.GUEST, linear, insn.length) is not None:
-            self.iem_raises(m, Vector.PF, PF_FETCH_ERROR, f"instruction fetch at {linear:#x} faults")
+            self.iem_raises(m, Vector.PF, PF_FETCH_ERROR, f"instruction fetch at {hex(linear)} faults")
         elif insn.kind in _IEM_FAULT:
             vector, error = _IEM_FAULT[insn.kind]
-            self.iem_raises(m, vector, error, f"the bytes at {linear:#x} are not a valid instruction")
+            self.iem_raises(m, vector, error, f"the bytes at {hex(linear)} are not a valid instruction")
         else:
             self.complete_instruction(m, (vmcb.rip + insn.length) & m.rip_mask(), f"IEM: {insn.text}")
         return True
@@ -163,7 +163,7 @@ class VirtualBox(Policy):
         write_event_inj(m, "VBOX-3", value, error or 0, "hmR0SvmInjectEventVmcb", subject)
         if events.is_soft_encoding(value):
             vmcb = m.vmcb
-            pushed = f"NextRIP {vmcb.next_rip:#x}" if m.cpu_nrips else f"RIP {vmcb.rip:#x}"
+            pushed = f"NextRIP {hex(vmcb.next_rip)}" if m.cpu_nrips else f"RIP {hex(vmcb.rip)}"
             m.log(Actor.L0, Action.NOTE, VBOX_3_CONSEQUENCE, f"NextRIP not written: the CPU pushes {pushed}")
 
     def cancel_injection(self, m: Machine) -> None:
@@ -181,7 +181,7 @@ class VirtualBox(Policy):
         copy_event_inj(m, "VBOX-6")
         cached = kvm.vmcb12
         if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
-            message = f"L1's NextRIP {cached.next_rip:#x} not honoured: the CPU pushes NextRIP {vmcb02.next_rip:#x}"
+            message = f"L1's NextRIP {hex(cached.next_rip)} not honoured: the CPU pushes NextRIP {hex(vmcb02.next_rip)}"
             m.log(Actor.L0, Action.NOTE, VBOX_6_CONSEQUENCE, message)
         changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))
         m.log(Actor.L0, Action.PREPARE, "VBOX-6", "nested-guest state from vmcb12", *changes)

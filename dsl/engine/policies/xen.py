@@ -143,7 +143,7 @@ class Xen(Policy):
             m.log(Actor.L0, Action.NOTE, XEN_7_CONSEQUENCE, "an L1-injected soft event is dropped: lost")
         elif injected and chain and m.subject is not None and m.vmcb.rip != m.subject.rip:
             # Without NRIPS XEN-2 advanced RIP for the injection and nothing moves it back.
-            m.log(Actor.L0, Action.NOTE, XEN_DERIVED, f"RIP stays advanced at {m.vmcb.rip:#x}: the event is lost")
+            m.log(Actor.L0, Action.NOTE, XEN_DERIVED, f"RIP stays advanced at {hex(m.vmcb.rip)}: the event is lost")
 
     def handle_exit(self, m: Machine, exit_: Exit) -> None:
         """Map pages; complete intercepted instructions with the XEN-5 length; #BP and ICEBP intercepts."""
@@ -188,16 +188,16 @@ class Xen(Policy):
         insn = cpu_decode(m.read(linear, MAX_INSN_LENGTH), m.mode.bitness, vmcb.rip)
         if m.first_missing_page(PageTable.GUEST, linear, insn.length) is not None:
             # x86_decode_insn cannot fetch: svm_get_insn_len returns 0 without injecting anything.
-            m.log(Actor.L0, Action.FAIL, "XEN-5", f"cannot fetch the instruction at {linear:#x}: length 0")
+            m.log(Actor.L0, Action.FAIL, "XEN-5", f"cannot fetch the instruction at {hex(linear)}: length 0")
             return 0
         if insn.kind in (InsnKind.UD, InsnKind.TOO_LONG):
-            m.log(Actor.L0, Action.FAIL, "XEN-5", f"the bytes at {linear:#x} do not decode: length 0")
+            m.log(Actor.L0, Action.FAIL, "XEN-5", f"the bytes at {hex(linear)} do not decode: length 0")
             return 0
         if insn.kind is not expected:
             m.log(Actor.L0, Action.FAIL, "XEN-5", f"decoded {insn.text}, expected {expected.value}: #GP(0)")
             self.inject_event(m, XenEvent(Vector.GP, XenEventKind.HW_EXCEPTION, 0), subject=False)
             return 0
-        m.log(Actor.L0, Action.DECODE, "XEN-5", f"decode at {vmcb.rip:#x}: {insn.text} ({insn.length} bytes)")
+        m.log(Actor.L0, Action.DECODE, "XEN-5", f"decode at {hex(vmcb.rip)}: {insn.text} ({insn.length} bytes)")
         return insn.length
 
     def icebp_intercept(self, m: Machine) -> None:
@@ -299,10 +299,10 @@ class Xen(Policy):
         elif not gate.present:
             fault, why = Vector.NP, "gate not present"
         else:
-            m.log(Actor.L0, Action.NOTE, "XEN-3", f"gate {event.vector:#x} checked in software: delivery can proceed")
+            m.log(Actor.L0, Action.NOTE, "XEN-3", f"gate {hex(event.vector)} checked in software: delivery can proceed")
             return event
         name = Vector(fault).mnemonic
-        m.log(Actor.L0, Action.FAULT, "XEN-3", f"gate {event.vector:#x}: {why}: inject {name}({error:#x}) instead")
+        m.log(Actor.L0, Action.FAULT, "XEN-3", f"gate {hex(event.vector)}: {why}: inject {name}({hex(error)}) instead")
         return XenEvent(fault, XenEventKind.HW_EXCEPTION, error)
 
     def cancel_injection(self, m: Machine) -> None:
@@ -321,7 +321,7 @@ class Xen(Policy):
         cached = kvm.vmcb12
         if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
             message = (
-                f"L1's NextRIP {cached.next_rip:#x} not copied: the CPU pushes vmcb02 NextRIP {vmcb02.next_rip:#x}"
+                f"L1's NextRIP {hex(cached.next_rip)} not copied: the CPU pushes vmcb02 NextRIP {hex(vmcb02.next_rip)}"
             )
             m.log(Actor.L0, Action.NOTE, XEN_7_CONSEQUENCE, message)
         changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))
