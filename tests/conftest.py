@@ -6,6 +6,10 @@ database, so a run is reproducible and writes nothing into the clone; `dev` is H
 svmdsl keeps lowered files in the user's cache folder (`dsl.runtime.disk_cache`); the tests turn that off for
 themselves and every command they start, so that no test reads what another test (or an earlier build) left
 there. The tests of the cache itself point `SVMDSL_CACHE_DIR` at a temporary folder.
+
+The parser module is imported here, once for the whole session: pytester's in-process runs drop the modules first
+imported inside them, and lark-cython (an extension module, which Python does not import twice) would then meet a
+second copy of Lark's classes in the next run ("Using an undefined rule: NonTerminal('start')").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+import dsl.syntax.embedded  # noqa: F401  (see the module docstring)
 from dsl.runtime.disk_cache import CACHE_DIR_VARIABLE
 
 os.environ[CACHE_DIR_VARIABLE] = ""

@@ -56,6 +56,10 @@ def _resolved(path: Path) -> Path:
     return path.resolve()
 
 
+def _cache_key(path: Path) -> Path:
+    return _resolved(path if path.is_absolute() else Path.cwd() / path)
+
+
 def display_path(path: Path) -> str:
     """`path` relative to the working directory when it lies below it (as pytest shows node ids), else absolute."""
     absolute = path.resolve()
@@ -83,7 +87,7 @@ def load(path: Path | str, *, disk: Path | _Default | None = DEFAULT_FOLDER) -> 
     lowered, so every runner (`svmdsl run`, pytest, generated modules) parses an unchanged file once per build.
     """
     path = Path(path)
-    key = _resolved(path if path.is_absolute() else Path.cwd() / path)
+    key = _cache_key(path)
     try:
         stat = key.stat()
     except OSError as problem:
@@ -149,6 +153,12 @@ def _unreadable(path: Path, problem: OSError) -> LoadedFile:
     reason = problem.strerror or type(problem).__name__
     error = SvmError.single(None, Loc(display, 1, 1), f"cannot read the file: {reason}", expected="a readable file")
     return LoadedFile(path, display, "", "", None, error)
+
+
+def forget(path: Path | str) -> None:
+    """Drop `path` from this process's cache, so that its lowered cases are freed once their holder lets go (the
+    pytest plugin, after a file's last item); a later `load` reads it again (from the disk cache, when it is on)."""
+    _CACHE.pop(_cache_key(Path(path)), None)
 
 
 def clear_cache() -> None:

@@ -104,7 +104,7 @@ def test_failure_shows_the_svm_line_caret_expected_actual_and_trace(project: pyt
             "trace:",
         ]
     )
-    assert "Traceback" not in result.stdout.str()
+    assert "dsl/runtime" not in result.stdout.str()  # no frame of the plugin
     assert "runtest" not in result.stdout.str()  # no framework internals in the report
 
 
@@ -177,6 +177,51 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     monkeypatch.setattr(lowering, "lower_file", unlowerable)
     project.runpytest().assert_outcomes(passed=2)
     clear_cache()
+
+
+#: Runs one file's first case, then the other file's, then the first file's second: pytest tears `a.svm` down
+#: after its first item and sets it up again for its second.
+INTERLEAVE = """
+def pytest_collection_modifyitems(items):
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.path.name, []).append(item)
+    a, b = by_file["a.svm"], by_file["b.svm"]
+    items[:] = [a[0], b[0], a[1], b[1]]
+"""
+
+
+def _two_files(project: pytest.Pytester) -> None:
+    for name in ("a.svm", "b.svm"):
+        (project.path / "scenarios" / name).write_text(TWO_SCENARIOS)
+    (project.path / "scenarios" / "two.svm").unlink()
+
+
+def test_a_file_whose_items_come_back_after_its_teardown_is_read_again(project: pytest.Pytester) -> None:
+    """The plugin lets go of a file's cases when pytest tears the file down; an order that comes back to it still
+    runs the cases that were collected."""
+    _two_files(project)
+    project.makeconftest(INTERLEAVE)
+    project.runpytest("-v").assert_outcomes(passed=4)
+
+
+def test_a_file_changed_before_its_items_come_back_is_a_clean_error(project: pytest.Pytester) -> None:
+    """Read again after it was edited, the file no longer holds the collected cases: the item says so, without a
+    traceback, instead of running something else under the collected name."""
+    _two_files(project)
+    project.makeconftest(
+        INTERLEAVE
+        + """
+def pytest_runtest_call(item):
+    if item.path.name == "b.svm":
+        edited = item.path.with_name("a.svm")
+        edited.write_text(edited.read_text().replace("return rip=0x1001", "return rip=0x1002"))
+"""
+    )
+    result = project.runpytest()
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*scenarios/a.svm changed after its cases were collected: run pytest again*"])
+    assert "Traceback" not in result.stdout.str()
 
 
 def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(pytester: pytest.Pytester) -> None:
