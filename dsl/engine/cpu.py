@@ -122,18 +122,12 @@ def injected_event(m: Machine, profile: Profile) -> InFlight:
         ret = None  # what an SEV-ES CPU pushes is hardware/VMSA-defined (K-6.0-31)
         m.log(Actor.CPU, Action.NOTE, "K-6.0-31", "SEV-ES/SNP: the pushed return address is not specified")
         m.set_anomaly(Outcome.UNSPECIFIED)
-    return InFlight(
-        vector=vector,
-        type=event_type,
-        error_code=vmcb.event_inj_err if events.has_error_code(value) else None,
-        return_rip=ret,
-        start_rip=vmcb.rip,
-        injected=True,
-        dpl_checked=profile.event_dpl_checked(value),
-        from_instruction=False,
-        subject=m.inj_subject,
-        external=event_type in (EventType.INTR, EventType.NMI),
-    )
+    error_code = vmcb.event_inj_err if events.has_error_code(value) else None
+    external = event_type in (EventType.INTR, EventType.NMI)
+    # Positional, in field order (keyword binding costs as much again): vector, type, error_code, return_rip,
+    # start_rip, injected, dpl_checked, from_instruction, subject, external.
+    dpl_checked = profile.event_dpl_checked(value)
+    return InFlight(vector, event_type, error_code, ret, vmcb.rip, True, dpl_checked, False, m.inj_subject, external)
 
 
 def async_exit(m: Machine, code: int) -> Exit:

@@ -38,17 +38,10 @@ def _combined(ev: InFlight, vector: int) -> int | None:
 
 def _secondary(ev: InFlight, vector: int, error_code: int | None) -> InFlight:
     """An exception raised while delivering `ev` (H-16): fault-style, its frame returns to where `ev` started."""
-    return InFlight(
-        vector=vector,
-        type=EventType.EXCEPTION,
-        error_code=error_code,
-        return_rip=ev.start_rip,
-        start_rip=ev.start_rip,
-        injected=ev.injected,
-        dpl_checked=False,
-        from_instruction=False,
-        subject=ev.subject,
-    )
+    # Positional, in field order (keyword binding costs as much again): vector, type, error_code, return_rip,
+    # start_rip, injected, dpl_checked, from_instruction, subject.
+    start = ev.start_rip
+    return InFlight(vector, EventType.EXCEPTION, error_code, start, start, ev.injected, False, False, ev.subject)
 
 
 def deliver(m: Machine, ev: InFlight) -> Exit | None:
