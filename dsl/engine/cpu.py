@@ -182,21 +182,22 @@ def execute(m: Machine) -> Exit | None:
     linear = m.linear(rip)
     code = m.read(linear, MAX_INSN_LENGTH + 1)  # one more byte shows an over-long instruction (H-27)
     insn = cpu_decode(code, m.mode.bitness, rip)
-    host_page = m.first_missing_page(PageTable.HOST, linear, insn.length)
-    if host_page is not None:
-        npt = m.program.options.paging is PagingMode.NPT
-        exit_code = ExitCode.NPF if npt else ExitCode.EXCP_PF
-        return vmexit(
-            m,
-            Exit(exit_code, Level.L0, fixes=(PageTable.HOST, host_page)),
-            "H-12",
-            f"fetch at {hex(linear)}: no host mapping",
-        )
-    guest_page = m.first_missing_page(PageTable.GUEST, linear, insn.length)
-    if guest_page is not None:
-        m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {hex(linear)}: guest page not present, #PF")
-        fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
-        return deliver(m, fault._replace(maps_page=guest_page))
+    if any(m.missing.values()):  # most scenarios map every page: one test skips both tables' lookups
+        host_page = m.first_missing_page(PageTable.HOST, linear, insn.length)
+        if host_page is not None:
+            npt = m.program.options.paging is PagingMode.NPT
+            exit_code = ExitCode.NPF if npt else ExitCode.EXCP_PF
+            return vmexit(
+                m,
+                Exit(exit_code, Level.L0, fixes=(PageTable.HOST, host_page)),
+                "H-12",
+                f"fetch at {hex(linear)}: no host mapping",
+            )
+        guest_page = m.first_missing_page(PageTable.GUEST, linear, insn.length)
+        if guest_page is not None:
+            m.log(Actor.CPU, Action.FAULT, "H-5", f"instruction fetch at {hex(linear)}: guest page not present, #PF")
+            fault = InFlight(Vector.PF, EventType.EXCEPTION, PF_FETCH_ERROR, rip, rip, False, False, False, False)
+            return deliver(m, fault._replace(maps_page=guest_page))
     if linear in m.breakpoints and not vmcb.rflags & RFLAGS_RF:
         if m.hardware.arms_dr7_breakpoints:
             return _code_breakpoint(m, rip, linear)

@@ -81,5 +81,7 @@ def weakest(rules: Iterable[str], policy_tags: Mapping[str, Evidence] = _NO_TAGS
     """The weakest evidence among `rules` ([V] when empty), with the running policy's own tags (`Policy.evidence`:
     "xen [U]", "BHYVE-3 [I]" …) next to the specification's."""
     ranks = _SPEC_RANK | {rule: _RANK[tag] for rule, tag in policy_tags.items()} if policy_tags else _SPEC_RANK
+    if ranks.keys().isdisjoint(rules):
+        return _STRENGTH[0]  # only [V] rules, the common case: one probe per rule, no ranks to compare
     rank = max(map(ranks.get, rules, itertools.repeat(0)), default=0)
     return _STRENGTH[rank]
