@@ -12,9 +12,10 @@ with the cache a previous run left (files read back, as in every later run; see 
 It prints seconds and the ratio to the baseline (per test: both sides run `size` of them), twice: wall-clock
 time, and the CPU time of the command's processes (user + system, worker processes included), which a busy shared
 machine disturbs less. Goals: direct ≤ 1.0×, svmdsl ≤ 0.5×. Every command runs in a fresh process (start-up
-included, as a user sees it); each is run `--repeat` times and the best kept. The baseline runs with
-`-p no:svmdsl`: plain pytest, without even svmdsl's plugin module. With two sizes or more, a last line gives the
-wall time per test from the smallest size to the largest: the cost per scenario with start-up taken out.
+included, as a user sees it); each of `--repeat` rounds runs every command once, and the best of each is kept. The
+baseline runs with `-p no:svmdsl`: plain pytest, without even svmdsl's plugin module. With two sizes or more, a last
+line gives the wall time per test from the smallest size to the largest: the cost per scenario with start-up taken
+out.
 
 svmdsl's modules are byte-compiled first, as pip does when it installs a package (pytest's own modules are). An
 editable install in an environment that sets PYTHONDONTWRITEBYTECODE, as this project's machines do, would
@@ -78,10 +79,16 @@ def write_corpus(root: Path, size: int) -> None:
 
 @attrs.frozen
 class Timing:
-    """The best wall-clock and the best CPU time (user + system of the command's processes) over the repeats."""
+    """Wall-clock and CPU time (user + system of the command's processes) of a run, or the best of several."""
 
     wall: float
     cpu: float
+
+    def best(self, other: Timing) -> Timing:
+        return Timing(min(self.wall, other.wall), min(self.cpu, other.cpu))
+
+
+UNMEASURED = Timing(float("inf"), float("inf"))
 
 
 def _children_cpu() -> float:
@@ -89,21 +96,25 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(command: list[str], cwd: Path, repeat: int, cache: Path, *, cold: bool = False) -> Timing:
-    """Best times of `command` over `repeat` runs, with the lowered-file cache in `cache` (emptied before each run
-    when `cold`); the command must succeed."""
-    wall = cpu = float("inf")
-    env = {**os.environ, "NO_COLOR": "1", CACHE_VARIABLE: str(cache)}
-    for _ in range(repeat):
-        if cold:
-            shutil.rmtree(cache, ignore_errors=True)
+@attrs.frozen
+class Command:
+    """One column of the report: a command, the lowered-file cache it uses, and whether that is emptied first."""
+
+    argv: tuple[str, ...]
+    cache: Path
+    cold: bool = False
+
+    def timed(self, cwd: Path) -> Timing:
+        """The times of one run (which must succeed)."""
+        env = {**os.environ, "NO_COLOR": "1", CACHE_VARIABLE: str(self.cache)}
+        if self.cold:
+            shutil.rmtree(self.cache, ignore_errors=True)
         start, start_cpu = time.perf_counter(), _children_cpu()
-        completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-        wall = min(wall, time.perf_counter() - start)
-        cpu = min(cpu, _children_cpu() - start_cpu)
+        completed = subprocess.run(self.argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        timing = Timing(time.perf_counter() - start, _children_cpu() - start_cpu)
         if completed.returncode != 0:
-            raise SystemExit(f"benchmark command failed: {' '.join(command)}\n{completed.stdout[-2000:]}")
-    return Timing(wall, cpu)
+            raise SystemExit(f"benchmark command failed: {' '.join(self.argv)}\n{completed.stdout[-2000:]}")
+        return timing
 
 
 #: The columns of the report, in order.
@@ -111,20 +122,28 @@ RUNS = ("plain pytest", "direct cold", "direct warm", "svmdsl cold", "svmdsl war
 
 
 def bench(size: int, repeat: int) -> tuple[Timing, ...]:
-    """The timings of RUNS on a fresh corpus of `size` scenarios."""
-    svmdsl = [str(Path(sys.executable).parent / "svmdsl"), "run", "scenarios"]
+    """The best timings of RUNS over `repeat` rounds on a fresh corpus of `size` scenarios.
+
+    Each round runs every command once, in RUNS order (a warm run reads what the cold run before it stored): a
+    machine that gets faster or slower meanwhile weighs on every column alike, not on whichever ran then.
+    """
+    svmdsl = (str(Path(sys.executable).parent / "svmdsl"), "run", "scenarios")
+    pytest = (sys.executable, "-m", "pytest", "-q")
     root = Path(tempfile.mkdtemp(prefix=f"bench-runners-{size}-"))
     pytest_cache, run_cache = root / "pytest-cache", root / "run-cache"
+    commands = (
+        Command((*pytest, "-p", "no:svmdsl", "trivial"), pytest_cache),
+        Command((*pytest, "scenarios"), pytest_cache, cold=True),
+        Command((*pytest, "scenarios"), pytest_cache),
+        Command(svmdsl, run_cache, cold=True),
+        Command(svmdsl, run_cache),
+    )
+    best = [UNMEASURED] * len(commands)
     try:
         write_corpus(root, size)
-        pytest = [sys.executable, "-m", "pytest", "-q"]
-        return (
-            timed([*pytest, "-p", "no:svmdsl", "trivial"], root, repeat, pytest_cache),
-            timed([*pytest, "scenarios"], root, repeat, pytest_cache, cold=True),
-            timed([*pytest, "scenarios"], root, repeat, pytest_cache),  # reads what the cold runs stored
-            timed(svmdsl, root, repeat, run_cache, cold=True),
-            timed(svmdsl, root, repeat, run_cache),
-        )
+        for _ in range(repeat):
+            best = [so_far.best(command.timed(root)) for so_far, command in zip(best, commands, strict=True)]
+        return tuple(best)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
