@@ -14,6 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+#: The suffix of scenario files. Defined here, with nothing imported, for the pytest plugin's entry point, which
+#: every pytest session in an environment with svmdsl loads.
+SCENARIO_SUFFIX = ".svm"
 
 _EXPORTS: dict[str, str] = {
     "run_case": "dsl.runtime.runner",
@@ -22,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "dsl.runtime.verdict",
 }
 
-__all__ = ["CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
+__all__ = ["SCENARIO_SUFFIX", "CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
 
 if TYPE_CHECKING:
     from dsl.runtime.runner import run_case

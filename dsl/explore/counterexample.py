@@ -14,6 +14,7 @@ from pathlib import Path
 
 import attrs
 
+from dsl import SCENARIO_SUFFIX
 from dsl.compiler.lower import lower_file
 from dsl.engine.program import Program
 from dsl.engine.result import Result
@@ -162,11 +163,11 @@ def write(folder: Path, made: tuple[Counterexample, ...]) -> tuple[Path, ...]:
         paths.append(path)
         if path.exists() and path.read_text(encoding="utf-8") == item.text:
             continue
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".explore-", suffix=".svm")
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".explore-", suffix=SCENARIO_SUFFIX)
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
             stream.write(item.text)
         os.replace(temporary, path)
-    for stale in sorted(set(folder.glob("*.svm")) - set(paths)):
+    for stale in sorted(set(folder.glob(f"*{SCENARIO_SUFFIX}")) - set(paths)):
         if _generated(stale):
             stale.unlink()
     return tuple(paths)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 
-SCENARIO_SUFFIX = ".svm"
+from dsl import SCENARIO_SUFFIX
 
 
 class PathProblem(Exception):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dsl.runtime.discover import SCENARIO_SUFFIX
+from dsl import SCENARIO_SUFFIX
 
 if TYPE_CHECKING:
     from dsl.runtime.pytest_items import SvmFile

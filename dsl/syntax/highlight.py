@@ -17,6 +17,7 @@ from pygments.token import (  # type: ignore[import-untyped]
     Whitespace,
 )
 
+from dsl import SCENARIO_SUFFIX
 from dsl.engine.vocab import Outcome
 from dsl.syntax import vocabulary
 
@@ -41,7 +42,7 @@ class SvmLexer(RegexLexer):  # type: ignore[misc]
 
     name = "SVM scenario"
     aliases: ClassVar[list[str]] = ["svm", "svm-dsl"]
-    filenames: ClassVar[list[str]] = ["*.svm"]
+    filenames: ClassVar[list[str]] = [f"*{SCENARIO_SUFFIX}"]
     mimetypes: ClassVar[list[str]] = ["text/x-svm"]
 
     tokens: ClassVar[dict[str, list[tuple[object, object]]]] = {
