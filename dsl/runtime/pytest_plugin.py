@@ -7,7 +7,8 @@ engine trace; a file that does not parse is a collection error showing the diagn
 
 Which `.svm` files are collected: those below a folder listed in the `svm_paths` ini option (relative to the
 ini file; empty by default), and any `.svm` file named on the command line. So fixture files elsewhere (for
-example under `tests/`) are never mistaken for the scenario library.
+example under `tests/`) are never mistaken for the scenario library. Under pytest-xdist, the workers split the
+parsing of a cold session (`dsl.runtime.pytest_share`).
 
 pytest loads this module in every session of an environment where svmdsl is installed, so it imports nothing
 heavy: the nodes (`dsl.runtime.pytest_items`), and with them the compiler and the engine, are imported on the
@@ -37,6 +38,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="folders whose .svm scenario files are collected as tests (a .svm file named on the command line"
         " is always collected)",
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session: pytest.Session) -> None:
+    """Under pytest-xdist, each worker first lowers its share of the files (see `dsl.runtime.pytest_share`)."""
+    # pytest-xdist gives its workers' configs `workerinput` (its environment variables would also reach any pytest
+    # a test starts).
+    worker: dict[str, object] | None = getattr(session.config, "workerinput", None)
+    if worker is not None:
+        from dsl.runtime.pytest_share import lower_own_share  # deferred: see the module docstring
+
+        lower_own_share(session.config, worker, lambda path: _wanted(path, session.config))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SvmFile | None:

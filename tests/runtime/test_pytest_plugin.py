@@ -151,6 +151,50 @@ def test_works_under_xdist_with_two_workers(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*scenarios/fails.svm:11:3: expectation failed*"])
 
 
+#: Logs which xdist worker lowers which file, in order (conftest.py of the project below, loaded by each worker).
+LOWERING_LOG = """
+import os
+from pathlib import Path
+
+import dsl.compiler.lower as lowering
+
+_lower_file = lowering.lower_file
+
+
+def _logged(text, file):
+    with open(Path(__file__).parent / "lowered.log", "a") as log:
+        log.write(f"{os.environ['PYTEST_XDIST_WORKER']} {Path(file).name}\\n")
+    return _lower_file(text, file)
+
+
+lowering.lower_file = _logged
+"""
+
+
+def test_xdist_workers_first_lower_their_share_of_the_files(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cold cache, worker k of n first lowers every n-th file from the k-th into the disk cache, then collects
+    them all, reading the others' shares back when they are there, instead of every worker parsing everything.
+
+    When each file is lowered depends on how fast the workers start, but not the order: a worker lowers what is
+    left of its share before any other file (one worker collecting in file order would lower a, b, c…).
+    """
+    files = ("a.svm", "b.svm", "c.svm", "d.svm", "e.svm", "f.svm")
+    for name in files:
+        (project.path / "scenarios" / name).write_text(TWO_SCENARIOS)
+    (project.path / "scenarios" / "two.svm").unlink()
+    project.makeconftest(LOWERING_LOG)
+    monkeypatch.setenv("SVMDSL_CACHE_DIR", str(project.path / "svm-cache"))
+    project.runpytest_subprocess("-n", "2").assert_outcomes(passed=12)
+    lowered = [line.split() for line in (project.path / "lowered.log").read_text().splitlines()]
+    assert {name for _, name in lowered} == set(files)
+    for index, worker in enumerate(("gw0", "gw1")):
+        share = files[index::2]
+        order = [name in share for who, name in lowered if who == worker]
+        assert order == sorted(order, reverse=True), f"{worker} lowered another worker's file before its own"
+
+
 def test_pending_scenarios_are_xfail_not_strict(project: pytest.Pytester) -> None:
     """`@pending` marks a known gap: its failing cases are xfail, its holding ones xpass (as in generated modules)."""
     pending = (FIXTURES / "fails.svm").read_text().replace("@seed", "@seed @pending")
