@@ -49,7 +49,8 @@ def pytest_collection(session: pytest.Session) -> None:
     if worker is not None:
         from dsl.runtime.pytest_share import lower_own_share  # deferred: see the module docstring
 
-        lower_own_share(session.config, worker, lambda path: _wanted(path, session.config))
+        roots: list[Path] = session.config.getini(SVM_PATHS_INI)
+        lower_own_share(session.config, worker, roots, lambda path: _wanted(path, session.config))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SvmFile | None:

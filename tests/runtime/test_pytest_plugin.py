@@ -104,7 +104,7 @@ def test_failure_shows_the_svm_line_caret_expected_actual_and_trace(project: pyt
             "trace:",
         ]
     )
-    assert "dsl/runtime" not in result.stdout.str()  # no frame of the plugin
+    assert "Traceback" not in result.stdout.str()
     assert "runtest" not in result.stdout.str()  # no framework internals in the report
 
 
@@ -265,11 +265,15 @@ def pytest_runtest_call(item):
     result = project.runpytest()
     result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(["*scenarios/a.svm changed after its cases were collected: run pytest again*"])
-    assert "Traceback" not in result.stdout.str()
+    assert "dsl/runtime" not in result.stdout.str()  # no frame of the plugin (its long traceback has no "Traceback")
 
 
-def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(pytester: pytest.Pytester) -> None:
-    """The plugin is loaded wherever svmdsl is installed: plain Python test runs must not pay for the engine."""
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    """The plugin is loaded wherever svmdsl is installed: plain Python test runs must not pay for the engine, not
+    even in an xdist worker (which looks for its share of scenario files)."""
     pytester.makepyfile(
         test_plain="""
         import sys
@@ -279,4 +283,4 @@ def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(py
             assert not [name for name in sys.modules if name.startswith(heavy)]
         """
     )
-    pytester.runpytest_subprocess("-p", "svmdsl").assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("-p", "svmdsl", *workers).assert_outcomes(passed=1)
