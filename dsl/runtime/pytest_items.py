@@ -57,9 +57,10 @@ class SvmFile(pytest.File):
     """A `.svm` file: one item per case.
 
     The file's lowered cases are held from collection until pytest tears the file down after its last item, then
-    let go (`teardown`). Held to the end of the session, ten thousand of them made the session 5% slower
-    (bench_runners, 10,000 scenarios, warm: 4.97 s against 4.73 s): whatever stays alive is walked by every full
-    pass of the cycle collector and freed all at once when the interpreter exits. Items that run after that (a
+    let go (`teardown`); a file none of whose items was selected (`-k`, `-m`) lets go when collection ends. Held
+    to the end of the session, ten thousand of them made the session 5% slower (bench_runners, 10,000 scenarios,
+    warm: 4.97 s against 4.73 s): whatever stays alive is walked by every full pass of the cycle collector and
+    freed all at once when the interpreter exits. Items that run after that (a
     rerun, or an order that comes back to the file) find the file read again (`setup`), from this process's cache
     or the disk cache, and checked to be the one collected.
     """
@@ -99,12 +100,21 @@ class SvmFile(pytest.File):
             self._held = loaded
         return self._held
 
+    @property
+    def holding(self) -> bool:
+        """Whether the file's lowered cases are held in memory now."""
+        return self._held is not None
+
+    def release(self) -> None:
+        """Let go of the file's lowered cases (this process's cache included); `loaded` reads them again."""
+        self._held = None
+        forget(self.path)
+
     def setup(self) -> None:
         self.loaded()
 
     def teardown(self) -> None:
-        self._held = None
-        forget(self.path)
+        self.release()
 
     # pytest's own Collector narrows Node.repr_failure the same way (no `style`).
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]

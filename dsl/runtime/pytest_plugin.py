@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from dsl.runtime.pytest_items import SvmFile
 
 SVM_PATHS_INI = "svm_paths"
+#: Every `.svm` file collected in the session (to let go of those none of whose items was selected).
+_COLLECTED = pytest.StashKey[list["SvmFile"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,7 +61,19 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SvmFile | 
     from dsl.runtime.pytest_items import SvmFile  # deferred: see the module docstring
 
     collector: SvmFile = SvmFile.from_parent(parent, path=file_path)
+    parent.config.stash.setdefault(_COLLECTED, []).append(collector)
     return collector
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Files none of whose items was selected (`-k`, `-m`, `--deselect`) let go of their cases now: pytest never
+    sets them up or tears them down, so they would otherwise be held to the end of the session."""
+    collected = session.config.stash.get(_COLLECTED, [])
+    selected = {item.parent for item in session.items}
+    for svm_file in collected:
+        if svm_file not in selected:
+            svm_file.release()
+    collected.clear()
 
 
 def _wanted(file_path: Path, config: pytest.Config) -> bool:

@@ -268,6 +268,34 @@ def pytest_runtest_call(item):
     assert "dsl/runtime" not in result.stdout.str()  # no frame of the plugin (its long traceback has no "Traceback")
 
 
+def test_a_file_none_of_whose_items_was_selected_lets_go_of_its_cases_after_collection(
+    project: pytest.Pytester,
+) -> None:
+    """pytest never tears down a file none of whose items runs: it lets go of its cases when collection ends,
+    instead of holding them to the end of the session."""
+    _two_files(project)
+    project.makeconftest(
+        """
+import pytest
+
+svm_files = []
+
+def pytest_collectreport(report):
+    svm_files.extend(node for node in report.result if type(node).__name__ == "SvmFile")
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    files = {item.parent for item in session.items}
+    print("selected files:", sorted(f.path.name for f in files))
+    for node in svm_files:
+        print(f"{node.path.name} holding={node.holding}")
+"""
+    )
+    result = project.runpytest("-s", "-k", "a.svm")
+    result.assert_outcomes(passed=2, deselected=2)
+    result.stdout.fnmatch_lines(["selected files: ['a.svm']", "a.svm holding=True", "b.svm holding=False"])
+
+
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
 def test_a_session_without_svm_files_does_not_load_the_compiler_or_the_engine(
     pytester: pytest.Pytester, workers: tuple[str, ...]
