@@ -244,6 +244,22 @@ def copy_event_inj(m: Machine, rule: str) -> None:
     m.log(Actor.L0, Action.PREPARE, rule, "vmcb02 EVENTINJ = vmcb12 EVENTINJ", *changes)
 
 
+def vmrun_without_next_rip(m: Machine, step: L1Vmrun, rule: str, note_rule: str, not_used: str, state: str) -> None:
+    """An emulated VMRUN that copies vmcb12 EVENTINJ but not its NextRIP (VirtualBox, Xen): the nested guest's state
+    from vmcb12, and, for a soft event, a note that the CPU pushes vmcb02's NextRIP instead (`not_used` says how)."""
+    cache_vmcb12(m, step)
+    kvm, vmcb02 = m.kvm, m.vmcb02
+    m.set_guest_mode(True)
+    kvm.nested_run_pending = True
+    copy_event_inj(m, rule)
+    cached = kvm.vmcb12
+    if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
+        message = f"L1's NextRIP {hex(cached.next_rip)} {not_used} {hex(vmcb02.next_rip)}"
+        m.log(Actor.L0, Action.NOTE, note_rule, message)
+    changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))
+    m.log(Actor.L0, Action.PREPARE, rule, state, *changes)
+
+
 def reflect(m: Machine, exit_: Exit, info: int, error: int, next_rip: int, rule: str) -> None:
     """Record what L1 reads in vmcb12 after the emulated #VMEXIT; L0's queue for L2 is emptied (it went to L1)."""
     m.vmcb12_exits.append(Vmcb12Exit(exit_.code, info, error, next_rip))

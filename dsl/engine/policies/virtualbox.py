@@ -20,12 +20,11 @@ from dsl.engine.machine import Machine
 from dsl.engine.policies.base import (
     NestedState,
     Policy,
-    cache_vmcb12,
     clear_queue,
-    copy_event_inj,
     in_flight_is_subject,
     reflect,
     requeue,
+    vmrun_without_next_rip,
     write_event_inj,
 )
 from dsl.engine.program import L1Vmrun
@@ -174,17 +173,8 @@ class VirtualBox(Policy):
 
     def nested_vmrun(self, m: Machine, step: L1Vmrun) -> bool:
         """IEM's VMRUN turns vmcb12 EVENTINJ into a trap injected like any event: L1's NextRIP is not honoured."""
-        cache_vmcb12(m, step)
-        kvm, vmcb02 = m.kvm, m.vmcb02
-        m.set_guest_mode(True)
-        kvm.nested_run_pending = True
-        copy_event_inj(m, "VBOX-6")
-        cached = kvm.vmcb12
-        if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
-            message = f"L1's NextRIP {hex(cached.next_rip)} not honoured: the CPU pushes NextRIP {hex(vmcb02.next_rip)}"
-            m.log(Actor.L0, Action.NOTE, VBOX_6_CONSEQUENCE, message)
-        changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))
-        m.log(Actor.L0, Action.PREPARE, "VBOX-6", "nested-guest state from vmcb12", *changes)
+        not_used = "not honoured: the CPU pushes NextRIP"
+        vmrun_without_next_rip(m, step, "VBOX-6", VBOX_6_CONSEQUENCE, not_used, "nested-guest state from vmcb12")
         return True
 
     def nested_vmexit(self, m: Machine, exit_: Exit) -> None:

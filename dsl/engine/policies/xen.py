@@ -21,12 +21,11 @@ from dsl.engine.machine import ADDRESS_MASK_32, Machine
 from dsl.engine.policies.base import (
     NestedState,
     Policy,
-    cache_vmcb12,
-    copy_event_inj,
     handle_page_exit,
     in_flight_is_subject,
     reflect,
     reinject_verbatim,
+    vmrun_without_next_rip,
     write_event_inj,
 )
 from dsl.engine.program import L1Vmrun
@@ -313,19 +312,8 @@ class Xen(Policy):
 
     def nested_vmrun(self, m: Machine, step: L1Vmrun) -> bool:
         """Emulated VMRUN: vmcb12 EVENTINJ copied verbatim; NextRIP is not ("only evaluated on #VMEXIT")."""
-        cache_vmcb12(m, step)
-        kvm, vmcb02 = m.kvm, m.vmcb02
-        m.set_guest_mode(True)
-        kvm.nested_run_pending = True
-        copy_event_inj(m, "XEN-7")
-        cached = kvm.vmcb12
-        if events.is_valid(cached.event_inj) and events.is_soft_encoding(cached.event_inj):
-            message = (
-                f"L1's NextRIP {hex(cached.next_rip)} not copied: the CPU pushes vmcb02 NextRIP {hex(vmcb02.next_rip)}"
-            )
-            m.log(Actor.L0, Action.NOTE, XEN_7_CONSEQUENCE, message)
-        changes = (m.put(vmcb02, "rip", cached.rip, "vmcb02."), m.put(vmcb02, "cs_base", cached.cs_base, "vmcb02."))
-        m.log(Actor.L0, Action.PREPARE, "XEN-7", "L2 state from vmcb12", *changes)
+        not_used = "not copied: the CPU pushes vmcb02 NextRIP"
+        vmrun_without_next_rip(m, step, "XEN-7", XEN_7_CONSEQUENCE, not_used, "L2 state from vmcb12")
         return True
 
     def nested_vmexit(self, m: Machine, exit_: Exit) -> None:
