@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 #: The suffix of scenario files. Defined here, with nothing imported, for the pytest plugin's entry point, which
 #: every pytest session in an environment with svmdsl loads.
 SCENARIO_SUFFIX = ".svm"
+#: The package the grammar ships in (an editable install maps it from the repository's grammar/ folder).
+GRAMMAR_PACKAGE = "dsl.grammar"
 
 _EXPORTS: dict[str, str] = {
     "run_case": "dsl.runtime.runner",
@@ -25,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "dsl.runtime.verdict",
 }
 
-__all__ = ["SCENARIO_SUFFIX", "CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
+__all__ = ["GRAMMAR_PACKAGE", "SCENARIO_SUFFIX", "CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
 
 if TYPE_CHECKING:
     from dsl.runtime.runner import run_case

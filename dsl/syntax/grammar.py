@@ -7,7 +7,8 @@ from typing import Any
 
 from lark import Lark
 
-GRAMMAR_PACKAGE = "dsl.grammar"
+from dsl import GRAMMAR_PACKAGE
+
 GRAMMAR_FILE = "svm.lark"
 
 

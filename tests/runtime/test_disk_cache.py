@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import dsl
 import dsl.compiler.lower as lowering
 from dsl.runtime import disk_cache
 from dsl.runtime.loader import clear_cache, load
@@ -165,3 +166,32 @@ def test_reading_an_entry_back_leaves_the_cycle_collector_as_it_was(tmp_path: Pa
             assert gc.isenabled() is enabled
         finally:
             gc.enable()
+
+
+def test_the_fingerprint_covers_the_grammar_wherever_the_install_puts_it() -> None:
+    """An editable install maps `dsl.grammar` from the repository's grammar/ folder, outside `dsl/`: an edit of the
+    grammar must still start a new generation, or files would be read back as the old grammar parsed them."""
+    from importlib import resources
+
+    sources = dict(disk_cache.source_files())
+    grammar = Path(str(resources.files(dsl.GRAMMAR_PACKAGE))) / "svm.lark"
+    assert sources["grammar/svm.lark"].resolve() == grammar.resolve()
+    assert sources["syntax/parse.py"].name == "parse.py"
+    assert not [name for name in sources if "__pycache__" in name]
+
+
+def test_the_fingerprint_follows_the_sources_content_not_their_modification_times(tmp_path: Path) -> None:
+    """Every install writes svmdsl's files anew (pip does not keep a wheel's timestamps, a clone has checkout
+    times), so a cache kept between CI runs is only worth keeping if the fingerprint ignores them."""
+    sources = [(name, path) for name, path in disk_cache.source_files() if name.startswith("syntax/")]
+    copies = []
+    for name, path in sources:
+        copy = tmp_path / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+        os.utime(copy, ns=(0, 0))
+        copies.append((name, copy))
+    assert disk_cache.fingerprint(copies) == disk_cache.fingerprint(sources)
+    edited = copies[0][1]
+    edited.write_bytes(edited.read_bytes() + b"\n")
+    assert disk_cache.fingerprint(copies) != disk_cache.fingerprint(sources)
