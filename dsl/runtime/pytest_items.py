@@ -56,17 +56,21 @@ class SvmCaseFailed(Exception):
 class SvmFile(pytest.File):
     """A `.svm` file: one item per case.
 
-    The file's lowered cases are held from collection until pytest tears the file down after its last item, then
-    let go (`teardown`); a file none of whose items was selected (`-k`, `-m`) lets go when collection ends. Held
-    to the end of the session, ten thousand of them made the session 5% slower (bench_runners, 10,000 scenarios,
-    warm: 4.97 s against 4.73 s): whatever stays alive is walked by every full pass of the cycle collector and
-    freed all at once when the interpreter exits. Items that run after that (a
-    rerun, or an order that comes back to the file) find the file read again (`setup`), from this process's cache
-    or the disk cache, and checked to be the one collected.
+    The file's lowered cases are held from collection until its last selected item has run and pytest tears the
+    file down, then let go (`teardown`); a file none of whose items was selected (`-k`, `-m`) lets go when
+    collection ends. Held to the end of the session, ten thousand of them made the session 5% slower (bench_runners,
+    10,000 scenarios, warm: 4.97 s against 4.73 s): whatever stays alive is walked by every full pass of the cycle
+    collector and freed all at once when the interpreter exits. A teardown with items still to come (a shuffled
+    order, as pytest-randomly makes) keeps the cases: letting go there had every item read its whole file again.
+    Under pytest-xdist a worker cannot know which items it will be sent, so its files are held to the end. Items
+    that run after the release (a rerun) find the file read again (`setup`), from this process's cache or the disk
+    cache, and checked to be the one collected.
     """
 
     _held: LoadedFile | None = None
     _collected_digest = ""
+    #: The names of the selected items that have not run yet; None until collection ends, or under xdist.
+    _to_run: set[str] | None = None
 
     def collect(self) -> Iterator[SvmItem]:
         loaded = load(self.path)
@@ -110,11 +114,20 @@ class SvmFile(pytest.File):
         self._held = None
         forget(self.path)
 
+    def will_run(self, names: set[str]) -> None:
+        """The names of this file's items this process will run (pytest's selection, once collection ends)."""
+        self._to_run = set(names)
+
+    def has_run(self, name: str) -> None:
+        if self._to_run is not None:
+            self._to_run.discard(name)
+
     def setup(self) -> None:
         self.loaded()
 
     def teardown(self) -> None:
-        self.release()
+        if self._to_run is not None and not self._to_run:
+            self.release()
 
     # pytest's own Collector narrows Node.repr_failure the same way (no `style`).
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str | TerminalRepr:  # type: ignore[override]
@@ -140,12 +153,19 @@ class SvmItem(pytest.Item):
             (CASE_PROPERTY, f"{self.path.as_posix()}|{self.scenario}|{self.policy}|{self.row or ''}")
         )
 
-    def runtest(self) -> None:
+    @property
+    def file(self) -> SvmFile:
         assert isinstance(self.parent, SvmFile)  # the only collector that makes these items
-        loaded = self.parent.loaded()
+        return self.parent
+
+    def runtest(self) -> None:
+        loaded = self.file.loaded()
         result = execute(loaded.index[self.case_key], loaded)
         if result.verdict is not Verdict.HELD:
             raise SvmCaseFailed(result)
+
+    def teardown(self) -> None:
+        self.file.has_run(self.name)  # pytest tears an item down before its file
 
     def repr_failure(
         self, excinfo: pytest.ExceptionInfo[BaseException], style: TracebackStyle | None = None

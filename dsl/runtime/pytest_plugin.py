@@ -66,13 +66,22 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SvmFile | 
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Files none of whose items was selected (`-k`, `-m`, `--deselect`) let go of their cases now: pytest never
-    sets them up or tears them down, so they would otherwise be held to the end of the session."""
+    """Tell each `.svm` file which of its items will run, so that it lets go of its cases after the last one (and
+    at once if none was selected: pytest never sets such a file up or tears it down)."""
     collected = session.config.stash.get(_COLLECTED, [])
-    selected = {item.parent for item in session.items}
+    if not collected:  # a session without scenario files
+        return
+    # An xdist worker runs only the items it is sent, and cannot know which: it holds its files to the end.
+    worker = hasattr(session.config, "workerinput")
+    selected: dict[pytest.Collector | None, set[str]] = {}
+    for item in session.items:
+        selected.setdefault(item.parent, set()).add(item.name)
     for svm_file in collected:
-        if svm_file not in selected:
+        names = selected.get(svm_file, set())
+        if not names:
             svm_file.release()
+        elif not worker:
+            svm_file.will_run(names)
     collected.clear()
 
 

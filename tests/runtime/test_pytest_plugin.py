@@ -241,12 +241,70 @@ def _two_files(project: pytest.Pytester) -> None:
     (project.path / "scenarios" / "two.svm").unlink()
 
 
-def test_a_file_whose_items_come_back_after_its_teardown_is_read_again(project: pytest.Pytester) -> None:
-    """The plugin lets go of a file's cases when pytest tears the file down; an order that comes back to it still
-    runs the cases that were collected."""
+#: Runs `a.svm`'s two cases, then `b.svm`'s first, then `a.svm`'s first again (as a rerun plugin does): `a.svm` has
+#: let go of its cases after its last item, and its set-up reads the file again.
+RERUN = """
+def pytest_collection_modifyitems(items):
+    by_file = {}
+    for item in items:
+        by_file.setdefault(item.path.name, []).append(item)
+    a, b = by_file["a.svm"], by_file["b.svm"]
+    items[:] = [a[0], a[1], b[0], a[0]]
+"""
+
+
+def test_an_item_that_runs_again_after_its_file_let_go_reads_the_file_again(project: pytest.Pytester) -> None:
+    """A file lets go of its cases after its last item; an item that runs again later (a rerun) still finds its
+    case."""
     _two_files(project)
-    project.makeconftest(INTERLEAVE)
+    project.makeconftest(RERUN)
     project.runpytest("-v").assert_outcomes(passed=4)
+
+
+def test_a_shuffled_order_reads_each_file_once_and_lets_go_of_it_after_its_last_item(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest tears a file down whenever the next item is another file's (pytest-randomly's orders do it almost at
+    every item): the file keeps its cases while any of its items is still to run, then lets go of them."""
+    import dsl.compiler.lower as lowering
+    from dsl.runtime.loader import clear_cache
+
+    lowered: list[str] = []
+    lower_file = lowering.lower_file
+
+    def counting(text: str, file: str) -> object:
+        lowered.append(Path(file).name)
+        return lower_file(text, file)
+
+    _two_files(project)
+    project.makeconftest(
+        INTERLEAVE
+        + """
+svm_files = []
+
+def pytest_collectreport(report):
+    svm_files.extend(node for node in report.result if type(node).__name__ == "SvmFile")
+
+def pytest_runtest_setup(item):
+    held = [node.path.name for node in svm_files if node.holding]
+    print(f"before {item.path.name}::{item.name}: holding {' '.join(held)}.")
+"""
+    )
+    monkeypatch.setenv("SVMDSL_CACHE_DIR", "")
+    monkeypatch.setattr(lowering, "lower_file", counting)
+    clear_cache()
+    result = project.runpytest("-s")
+    clear_cache()
+    result.assert_outcomes(passed=4)
+    assert sorted(lowered) == ["a.svm", "b.svm"]
+    result.stdout.fnmatch_lines(
+        [
+            "*before a.svm::int3_cut_short_by_a_pf*: holding a.svm b.svm.",
+            "*before b.svm::int3_cut_short_by_a_pf*: holding a.svm b.svm.",
+            "*before a.svm::int3_delivered_at_once*: holding a.svm b.svm.",
+            "*before b.svm::int3_delivered_at_once*: holding b.svm.",
+        ]
+    )
 
 
 def test_a_file_changed_before_its_items_come_back_is_a_clean_error(project: pytest.Pytester) -> None:
@@ -254,7 +312,7 @@ def test_a_file_changed_before_its_items_come_back_is_a_clean_error(project: pyt
     traceback, instead of running something else under the collected name."""
     _two_files(project)
     project.makeconftest(
-        INTERLEAVE
+        RERUN
         + """
 def pytest_runtest_call(item):
     if item.path.name == "b.svm":
