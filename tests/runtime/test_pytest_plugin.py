@@ -223,34 +223,30 @@ def test_collection_keeps_lowered_files_in_svmdsl_cache_dir_for_the_next_run(
     clear_cache()
 
 
-#: Runs one file's first case, then the other file's, then the first file's second: pytest tears `a.svm` down
-#: after its first item and sets it up again for its second.
-INTERLEAVE = """
+def _order(items: str) -> str:
+    """A conftest that runs the cases of `a.svm` (`a[0]`, `a[1]`) and `b.svm` (`b[…]`) as `items` lists them."""
+    return f"""
 def pytest_collection_modifyitems(items):
-    by_file = {}
+    by_file = {{}}
     for item in items:
         by_file.setdefault(item.path.name, []).append(item)
     a, b = by_file["a.svm"], by_file["b.svm"]
-    items[:] = [a[0], b[0], a[1], b[1]]
+    items[:] = [{items}]
 """
+
+
+#: Runs one file's first case, then the other file's, then the first file's second: pytest tears `a.svm` down
+#: after its first item and sets it up again for its second.
+INTERLEAVE = _order("a[0], b[0], a[1], b[1]")
+#: Runs `a.svm`'s two cases, then `b.svm`'s first, then `a.svm`'s first again (as a rerun plugin does): `a.svm` has
+#: let go of its cases after its last item, and its set-up reads the file again.
+RERUN = _order("a[0], a[1], b[0], a[0]")
 
 
 def _two_files(project: pytest.Pytester) -> None:
     for name in ("a.svm", "b.svm"):
         (project.path / "scenarios" / name).write_text(TWO_SCENARIOS)
     (project.path / "scenarios" / "two.svm").unlink()
-
-
-#: Runs `a.svm`'s two cases, then `b.svm`'s first, then `a.svm`'s first again (as a rerun plugin does): `a.svm` has
-#: let go of its cases after its last item, and its set-up reads the file again.
-RERUN = """
-def pytest_collection_modifyitems(items):
-    by_file = {}
-    for item in items:
-        by_file.setdefault(item.path.name, []).append(item)
-    a, b = by_file["a.svm"], by_file["b.svm"]
-    items[:] = [a[0], a[1], b[0], a[0]]
-"""
 
 
 def test_an_item_that_runs_again_after_its_file_let_go_reads_the_file_again(project: pytest.Pytester) -> None:
