@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "dsl.runtime.verdict",
 }
 
-__all__ = ["GRAMMAR_PACKAGE", "SCENARIO_SUFFIX", "CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
+__all__ = ["SCENARIO_SUFFIX", "CaseResult", "Verdict", "__version__", "run_case", "run_paths"]
 
 if TYPE_CHECKING:
     from dsl.runtime.runner import run_case

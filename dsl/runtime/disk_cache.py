@@ -79,7 +79,7 @@ def fingerprint(sources: list[tuple[str, Path]]) -> str:
 
 @functools.cache
 def source_fingerprint() -> str:
-    """The fingerprint of this build of svmdsl (read once per process: about 3 ms)."""
+    """The fingerprint of this build of svmdsl (read once per process, in a few milliseconds)."""
     return fingerprint(source_files())
 
 
