@@ -2,9 +2,10 @@
 
 Parsing dominates the cost of collecting `.svm` files; a file whose content, included files and svmdsl itself
 are unchanged lowers to the same cases, so they are read back instead (pickled `LoweredFile`s). The key holds the
-file's content digest, the path it is reported under and a fingerprint of svmdsl's own sources; included files
-are checked by their digests on every read. Anything unreadable is a miss: the cache never changes a verdict.
-Only the current build's entries are kept: the first store of a new build removes the others.
+file's content digest, where it lies (two checkouts of a project share the cache, and the same file in each may
+include different files), the path it is reported under and a fingerprint of the content of svmdsl's own sources;
+included files are checked by their digests on every read. Anything unreadable is a miss: the cache never changes
+a verdict. Only the current build's entries are kept: the first store of a new build removes the others.
 
 `SVMDSL_CACHE_DIR` chooses the folder (default `$XDG_CACHE_HOME/svmdsl/lowered`, else `~/.cache/svmdsl/lowered`);
 set it to an empty string to turn the cache off.
@@ -88,8 +89,8 @@ def _generation(folder: Path) -> Path:
     return folder / source_fingerprint()[:_GENERATION_CHARS]
 
 
-def _entry(folder: Path, display: str, digest: str) -> Path:
-    key = hashlib.sha256(f"{display}\0{digest}".encode()).hexdigest()
+def _entry(folder: Path, source: Path, display: str, digest: str) -> Path:
+    key = hashlib.sha256(f"{source}\0{display}\0{digest}".encode()).hexdigest()
     return _generation(folder) / f"{key}{_SUFFIX}"
 
 
@@ -111,10 +112,11 @@ def _file_digest(path: str) -> str | None:
         return None
 
 
-def fetch(folder: Path, display: str, digest: str) -> LoweredFile | None:
-    """The lowered file stored for this content and display path, if its included files are unchanged."""
+def fetch(folder: Path, source: Path, display: str, digest: str) -> LoweredFile | None:
+    """The lowered file stored for this file (`source`: where it lies, resolved), content and display path, if its
+    included files are unchanged."""
     try:
-        with _entry(folder, display, digest).open("rb") as stored, collector_paused():
+        with _entry(folder, source, display, digest).open("rb") as stored, collector_paused():
             includes, lowered = pickle.load(stored)
     except Exception:  # missing, truncated or from an incompatible build: lower the file again
         return None
@@ -123,7 +125,7 @@ def fetch(folder: Path, display: str, digest: str) -> LoweredFile | None:
     return lowered
 
 
-def store(folder: Path, display: str, digest: str, lowered: LoweredFile) -> None:
+def store(folder: Path, source: Path, display: str, digest: str, lowered: LoweredFile) -> None:
     """Keep `lowered` for later processes (atomically; a folder that cannot be written is left alone)."""
     includes = tuple((path, _file_digest(path)) for path in lowered.includes)
     generation = _generation(folder)
@@ -137,6 +139,6 @@ def store(folder: Path, display: str, digest: str, lowered: LoweredFile) -> None
     try:
         with os.fdopen(handle, "wb") as written:
             pickle.dump((includes, lowered), written, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, _entry(folder, display, digest))
+        os.replace(temporary, _entry(folder, source, display, digest))
     except OSError:
         Path(temporary).unlink(missing_ok=True)

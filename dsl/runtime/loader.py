@@ -104,12 +104,12 @@ def load(path: Path | str, *, disk: Path | _Default | None = DEFAULT_FOLDER) -> 
     if cached is not None and cached[1].digest == digest:
         _CACHE[key] = (stamp, cached[1])
         return cached[1]
-    loaded = _compile(path, data, digest, disk_cache.default_folder() if disk is DEFAULT_FOLDER else disk)
+    loaded = _compile(path, key, data, digest, disk_cache.default_folder() if disk is DEFAULT_FOLDER else disk)
     _CACHE[key] = (stamp, loaded)
     return loaded
 
 
-def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedFile:
+def _compile(path: Path, resolved: Path, data: bytes, digest: str, disk: Path | None) -> LoadedFile:
     display = display_path(path)
     try:
         text = data.decode("utf-8")
@@ -117,7 +117,7 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
         line = data[: problem.start].count(b"\n") + 1
         error = SvmError.single(None, Loc(display, line, 1), "the file is not valid UTF-8", expected="UTF-8 text")
         return LoadedFile(path, display, "", digest, None, error)
-    stored = disk_cache.fetch(disk, display, digest) if disk is not None else None
+    stored = disk_cache.fetch(disk, resolved, display, digest) if disk is not None else None
     if stored is not None:
         return LoadedFile(path, display, text, digest, stored, None)
     try:
@@ -131,7 +131,7 @@ def _compile(path: Path, data: bytes, digest: str, disk: Path | None) -> LoadedF
         internal = SvmError.single(text, Loc(display, 1, 1), message, hint=BUG_HINT)
         return LoadedFile(path, display, text, digest, None, internal)
     if disk is not None:
-        disk_cache.store(disk, display, digest, lowered)
+        disk_cache.store(disk, resolved, display, digest, lowered)
     return LoadedFile(path, display, text, digest, lowered, None)
 
 

@@ -69,6 +69,27 @@ def test_an_edited_included_file_is_lowered_again(tmp_path: Path) -> None:
     assert [c.policy.value for c in after.lowered.cases] == ["architectural"]
 
 
+def test_two_checkouts_of_a_project_do_not_read_each_others_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clones (or git worktrees) share the user's cache, and each reports its files by the same relative path:
+    the same file, byte for byte, lowers differently in each when what it includes differs."""
+    cache = tmp_path / "cache"
+    policies = {}
+    for checkout, policy in (("a", "kvm-6.0"), ("b", "architectural")):
+        (tmp_path / checkout).mkdir()
+        (tmp_path / checkout / "common.svm").write_text(COMMON.format(policy=policy))
+        (tmp_path / checkout / "main.svm").write_text(WITH_INCLUDE)
+    for checkout in ("a", "b", "a"):
+        monkeypatch.chdir(tmp_path / checkout)
+        clear_cache()
+        loaded = load("main.svm", disk=cache)
+        assert loaded.display == "main.svm"
+        assert loaded.lowered is not None
+        policies[checkout] = [c.policy.value for c in loaded.lowered.cases]
+    assert policies == {"a": ["kvm-6.0"], "b": ["architectural"]}
+
+
 def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     load(FIXTURES / "held.svm", disk=cache)
