@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import pickle
 import shutil
@@ -36,6 +37,7 @@ _GENERATION_CHARS = 16
 #: The package's own sources: any change to them may change what a file lowers to.
 _SOURCE_SUFFIXES = (".py", ".lark")
 _GRAMMAR_FOLDER = "grammar"
+_PARSER_PACKAGE = "lark"
 
 
 def default_folder() -> Path | None:
@@ -55,7 +57,8 @@ def default_folder() -> Path | None:
 
 def source_files() -> list[tuple[str, Path]]:
     """svmdsl's sources, each by its name in the package: the `dsl` modules and the grammar, which an editable
-    install maps from the repository's grammar/ folder (outside the `dsl` folder) and a wheel ships inside it."""
+    install maps from the repository's grammar/ folder (outside the `dsl` folder) and a wheel ships inside it; and
+    the module of Lark that states its version."""
     package = Path(__file__).resolve().parent.parent
     grammar = Path(str(resources.files(GRAMMAR_PACKAGE)))
     named = [
@@ -64,6 +67,10 @@ def source_files() -> list[tuple[str, Path]]:
         if path.suffix in _SOURCE_SUFFIXES and path.relative_to(package).parts[0] != _GRAMMAR_FOLDER
     ]
     named += [(f"{_GRAMMAR_FOLDER}/{path.relative_to(grammar).as_posix()}", path) for path in grammar.rglob("*")]
+    # Lark parses every file: its version (in its __init__, found without importing it) is part of the build.
+    lark = importlib.util.find_spec(_PARSER_PACKAGE)
+    if lark is not None and lark.origin is not None:
+        named.append((f"{_PARSER_PACKAGE}/{Path(lark.origin).name}", Path(lark.origin)))
     return sorted((name, path) for name, path in named if path.suffix in _SOURCE_SUFFIXES)
 
 

@@ -201,6 +201,15 @@ def test_the_fingerprint_covers_the_grammar_wherever_the_install_puts_it() -> No
     assert not [name for name in sources if "__pycache__" in name]
 
 
+def test_the_fingerprint_covers_the_version_of_lark() -> None:
+    """Lark parses every file: another release of it may parse one differently, so it starts a new generation."""
+    import lark
+
+    stated = dict(disk_cache.source_files())["lark/__init__.py"].read_text()
+    assert "__version__" in stated
+    assert f'"{lark.__version__}"' in stated
+
+
 def test_the_fingerprint_follows_the_sources_content_not_their_modification_times(tmp_path: Path) -> None:
     """Every install writes svmdsl's files anew (pip does not keep a wheel's timestamps, a clone has checkout
     times), so a cache kept between CI runs is only worth keeping if the fingerprint ignores them."""
