@@ -5,7 +5,7 @@ are unchanged lowers to the same cases, so they are read back instead (pickled `
 file's content digest, where it lies (two checkouts of a project share the cache, and the same file in each may
 include different files), the path it is reported under and a fingerprint of the content of svmdsl's own sources;
 included files are checked by their digests on every read. Anything unreadable is a miss: the cache never changes
-a verdict. Only the current build's entries are kept: the first store of a new build removes the others.
+a verdict. Only the entries of the few builds used last are kept: the first store of a new build removes older ones.
 
 `SVMDSL_CACHE_DIR` chooses the folder (default `$XDG_CACHE_HOME/svmdsl/lowered`, else `~/.cache/svmdsl/lowered`);
 set it to an empty string to turn the cache off.
@@ -13,6 +13,7 @@ set it to an empty string to turn the cache off.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -34,6 +35,9 @@ _LAYOUT = "1"
 _SUFFIX = ".lowered"
 #: Hex digits of the source fingerprint that name a generation's subfolder.
 _GENERATION_CHARS = 16
+#: Builds whose entries are kept, the ones used last: a user with two installs of svmdsl (two virtual environments,
+#: two worktrees at different commits) would otherwise have each remove the other's entries, and run cold each time.
+_KEPT_GENERATIONS = 4
 #: The package's own sources: any change to them may change what a file lowers to.
 _SOURCE_SUFFIXES = (".py", ".lark")
 _GRAMMAR_FOLDER = "grammar"
@@ -106,10 +110,26 @@ def _is_generation(name: str) -> bool:
 
 
 def _prune(folder: Path, keep: Path) -> None:
-    """Drop the entries of other builds (every edit of svmdsl starts a new generation), so the folder stays small."""
-    for stale in folder.iterdir():
-        if stale != keep and stale.is_dir() and _is_generation(stale.name):
-            shutil.rmtree(stale, ignore_errors=True)
+    """Drop the entries of all but the builds used last (every edit of svmdsl starts a new generation), so the
+    folder stays small."""
+    others = [p for p in folder.iterdir() if p != keep and p.is_dir() and _is_generation(p.name)]
+    by_last_use = sorted(others, key=_last_use, reverse=True)
+    for stale in by_last_use[_KEPT_GENERATIONS - 1 :]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _last_use(generation: Path) -> int:
+    try:
+        return generation.stat().st_mtime_ns  # a store changes it; a process that only reads sets it (`_used`)
+    except OSError:
+        return 0
+
+
+@functools.cache
+def _used(generation: Path) -> None:
+    """Mark the generation as used now (once per process), so that another build does not prune it."""
+    with contextlib.suppress(OSError):
+        os.utime(generation)
 
 
 def _file_digest(path: str) -> str | None:
@@ -129,6 +149,7 @@ def fetch(folder: Path, source: Path, display: str, digest: str) -> LoweredFile 
         return None
     if not isinstance(lowered, LoweredFile) or any(_file_digest(p) != d for p, d in includes):
         return None
+    _used(_generation(folder))
     return lowered
 
 

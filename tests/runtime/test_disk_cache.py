@@ -120,17 +120,45 @@ def test_the_folder_comes_from_svmdsl_cache_dir_and_an_empty_value_turns_it_off(
     assert disk_cache.default_folder() == tmp_path / "svmdsl" / "lowered"
 
 
-def test_entries_of_another_build_of_svmdsl_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every edit of svmdsl's sources starts a new generation; the old ones would only take space."""
+def _build(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Act as another build of svmdsl (another source fingerprint), in a new process."""
+    clear_cache()
+    monkeypatch.setattr(disk_cache, "source_fingerprint", lambda: name * 64)
+    disk_cache._used.cache_clear()
+
+
+def test_entries_of_builds_not_used_lately_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every edit of svmdsl's sources starts a new generation; beyond the few used last, old ones only take space.
+    A build that only reads its entries counts as used."""
     cache = tmp_path / "cache"
     (cache / "kernels").mkdir(parents=True)  # another tool's folder: left alone
+
+    def kept() -> list[str]:
+        return sorted(p.name[0] for p in cache.iterdir() if p.name != "kernels")
+
+    for age, name in enumerate("12345"):
+        _build(monkeypatch, name)
+        load(FIXTURES / "held.svm", disk=cache)
+        os.utime(cache / (name * 16), ns=(age * 10**9, age * 10**9))  # stored in this order, long ago
+    assert kept() == ["2", "3", "4", "5"]
+    assert (cache / "kernels").is_dir()
+    _build(monkeypatch, "2")
+    load(FIXTURES / "held.svm", disk=cache)  # read back: build 2 is now the one used last
+    _build(monkeypatch, "6")
     load(FIXTURES / "held.svm", disk=cache)
-    (old,) = [p for p in cache.iterdir() if p.name != "kernels"]
-    clear_cache()
-    monkeypatch.setattr(disk_cache, "source_fingerprint", lambda: "f" * 64)
-    load(FIXTURES / "held.svm", disk=cache)
-    assert sorted(p.name for p in cache.iterdir()) == ["f" * 16, "kernels"]
-    assert not old.exists()
+    assert kept() == ["2", "4", "5", "6"]
+
+
+def test_two_builds_used_in_turn_keep_each_others_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two installs of svmdsl (two virtual environments, two worktrees at different commits) share the user's
+    cache: each keeps reading its own entries instead of removing the other's."""
+    cache = tmp_path / "cache"
+    for name in "ab":
+        _build(monkeypatch, name)
+        load(FIXTURES / "held.svm", disk=cache)
+    _build(monkeypatch, "a")
+    monkeypatch.setattr(lowering, "lower_file", _unlowerable)
+    assert load(FIXTURES / "held.svm", disk=cache).ok
 
 
 def test_every_runner_uses_the_folder_svmdsl_cache_dir_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
