@@ -8,7 +8,7 @@ import sys
 from dsl.engine.catalog import policies, profiles
 from dsl.errors import SvmError
 from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
-from dsl.runtime.discover import scenario_files
+from dsl.runtime.discover import nothing_found, scenario_files
 from dsl.runtime.genfiles import write_atomically
 from dsl.runtime.loader import display_path, load
 from dsl.syntax.formatter import format_text
@@ -17,6 +17,9 @@ from dsl.syntax.formatter import format_text
 def check_command(args: argparse.Namespace) -> int:
     """Parse, check and lower every file; print each file's diagnostics; exit 1 if any file has an error."""
     files = scenario_files(tuple(args.paths))
+    if not files:
+        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        return EXIT_FAILED
     bad = 0
     scenarios = 0
     cases = 0
@@ -34,15 +37,19 @@ def check_command(args: argparse.Namespace) -> int:
         cases += len(loaded.lowered.cases)
     verdict = "ok" if not bad else f"{bad} file(s) with errors"
     print(f"{len(files)} file(s), {scenarios} scenario(s), {cases} case(s): {verdict}")
-    return EXIT_FAILED if bad or not files else EXIT_OK
+    return EXIT_FAILED if bad else EXIT_OK
 
 
 def fmt_command(args: argparse.Namespace) -> int:
     """Rewrite files in canonical form (the language's formatter); with --check, list those that would change."""
 
+    files = scenario_files(tuple(args.paths))
+    if not files:
+        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        return EXIT_FAILED
     changed: list[str] = []
     bad = 0
-    for file in scenario_files(tuple(args.paths)):
+    for file in files:
         text = file.path.read_text(encoding="utf-8")
         try:
             formatted = format_text(text, display_path(file.path))

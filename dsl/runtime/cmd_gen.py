@@ -27,7 +27,7 @@ from dsl.compiler.generate import (
 )
 from dsl.compiler.names import slug
 from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
-from dsl.runtime.discover import ScenarioFile, scenario_files
+from dsl.runtime.discover import ScenarioFile, nothing_found, scenario_files
 from dsl.runtime.genfiles import Change, compose, plan, read_header, unified_diff
 from dsl.runtime.genfiles import apply as apply_plan
 from dsl.runtime.loader import LoadedFile, load
@@ -51,13 +51,15 @@ def suite_module(loaded: LoadedFile, out_dir: Path) -> SuiteModule:
     return SuiteModule(source=source, inputs_digest=cases_digest(source, cases), cases=cases)
 
 
-def generate(paths: tuple[str, ...], out_dir: Path) -> tuple[dict[str, str], list[str]]:
-    """Every generated file (name → complete content) and the problems that prevent generation."""
+def generate(paths: tuple[str, ...], out_dir: Path) -> tuple[dict[str, str], list[str], int]:
+    """Every generated file (name → complete content), the problems that prevent generation, and how many scenario
+    files the paths hold."""
     wanted: dict[str, str] = {}
     owners: dict[str, str] = {}
     problems: list[str] = []
     markers: set[str] = set()
-    for file in scenario_files(paths):
+    files = scenario_files(paths)
+    for file in files:
         loaded = load(file.path)
         if loaded.error is not None or loaded.lowered is None:
             problems.append(loaded.error.render() if loaded.error is not None else f"{loaded.display}: unreadable")
@@ -82,7 +84,7 @@ def generate(paths: tuple[str, ...], out_dir: Path) -> tuple[dict[str, str], lis
     if wanted or kept:
         ordered = tuple(sorted(markers))
         wanted[CONFTEST] = compose(render_conftest(ordered), inputs_digest(*(m.encode() for m in ordered)))
-    return wanted, problems
+    return wanted, problems, len(files)
 
 
 _SOURCE_LINE = re.compile(r"^SOURCE = SvmSource\.beside\(__file__, (?P<literal>.+)\)$", re.MULTILINE)
@@ -116,13 +118,17 @@ def gen_command(args: argparse.Namespace) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         print(f"svmdsl gen: error: {args.output} is not a folder", file=sys.stderr)
         return EXIT_FAILED
-    wanted, problems = generate(tuple(args.paths), out_dir)
+    wanted, problems, found = generate(tuple(args.paths), out_dir)
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f"svmdsl gen: nothing written: {len(problems)} file(s) with errors", file=sys.stderr)
         return EXIT_FAILED
     gen_plan = plan(out_dir, wanted, owned=lambda text: _owned(text, out_dir, tuple(args.paths)))
+    # Paths without scenario files are an error, unless modules generated from them are left to remove.
+    if not found and not any(change.change is Change.REMOVE for change in gen_plan.changes):
+        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        return EXIT_FAILED
     if args.check:
         for change in gen_plan.pending:
             sys.stdout.write(unified_diff(change, args.output))

@@ -7,6 +7,7 @@ import sys
 
 from dsl.runtime import report_json, report_text
 from dsl.runtime.cli import EXIT_FAILED, EXIT_OK
+from dsl.runtime.discover import nothing_found
 from dsl.runtime.session import run_paths
 from dsl.runtime.term import Painter, Progress, wants_colour
 
@@ -45,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
             if report.files and args.policy:
                 print(f"svmdsl: no scenario under {where} runs under {', '.join(args.policy)}", file=sys.stderr)
             else:
-                print(f"svmdsl: no scenarios found under {where}", file=sys.stderr)
+                print(nothing_found(tuple(args.paths)), file=sys.stderr)
             return EXIT_FAILED
         sys.stdout.write(report_text.render(report, paint, trace=not args.no_trace))
     return EXIT_OK if report.ok and (report.entries or report.file_errors) else EXIT_FAILED

@@ -47,6 +47,12 @@ def scenario_files(paths: tuple[str, ...]) -> tuple[ScenarioFile, ...]:
     return tuple(sorted(found.values(), key=lambda f: f.path.as_posix()))
 
 
+def nothing_found(paths: tuple[str, ...]) -> str:
+    """What every command says of paths that hold no scenario file: an error (a mistyped folder, most often), not
+    a run, check or generation that did nothing and passed."""
+    return f"svmdsl: no scenarios found under {', '.join(paths)}"
+
+
 def _topic_of_file(path: Path) -> str:
     """A file given directly, or lying directly in the folder given, counts under its folder's name."""
     return path.resolve().parent.name or "."

@@ -281,6 +281,36 @@ def test_run_with_nothing_to_run_says_why_and_fails(library: Path, tmp_path: Pat
     assert "runs under bhyve" in unnamed.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [("check",), ("fmt",), ("fmt", "--check"), ("gen", "-o", "out"), ("gen", "--check", "-o", "out")]
+)
+def test_every_command_given_a_folder_without_scenarios_says_so_fails_and_writes_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A mistyped folder must not pass as a check, a formatting or a generation that had nothing to do (in CI,
+    `gen --check tests/` would otherwise pass forever)."""
+    (tmp_path / "empty").mkdir()
+    completed = svmdsl(*command[:1], "empty", *command[1:], cwd=tmp_path)
+    assert completed.returncode == 1
+    assert "svmdsl: no scenarios found under empty" in completed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    assert_no_traceback(completed)
+
+
+def test_gen_removes_the_modules_of_a_library_emptied_of_its_scenarios(library: Path) -> None:
+    """The one case where a folder without scenarios is work for `gen`: the modules generated from it go."""
+    assert svmdsl("gen", "scenarios/seed", "-o", "generated", cwd=library).returncode == 0
+    assert (library / "generated" / "test_held.py").exists()
+    (library / "scenarios" / "seed" / "held.svm").unlink()
+    stale = svmdsl("gen", "--check", "scenarios/seed", "-o", "generated", cwd=library)
+    assert stale.returncode == 1
+    assert "stale" in stale.stderr
+    removed = svmdsl("gen", "scenarios/seed", "-o", "generated", cwd=library)
+    assert removed.returncode == 0
+    assert "removed" in removed.stdout
+    assert not (library / "generated" / "test_held.py").exists()
+
+
 def test_pending_cases_are_reported_apart_but_still_fail_the_run(tmp_path: Path) -> None:
     """`@pending` marks a known gap: a failing case of it is listed as `pending`; the exit status stays 1."""
     pending = (FIXTURES / "fails.svm").read_text().replace("@seed", "@seed @pending")
