@@ -92,6 +92,8 @@ def _compare(args: argparse.Namespace) -> Any:
 
     try:
         files = tuple(found.path for found in scenario_files(tuple(args.paths)))
+        if not files:  # before the kernel package is fetched
+            raise PathProblem(f"no scenarios found under {', '.join(args.paths)}")
         cache = cache_root()
         kernel = prepare(args.kernel, cache)
         return compare(subjects(files, kernel.policy), kernel, cache)

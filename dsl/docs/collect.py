@@ -40,12 +40,14 @@ SLUG_LIMIT = 48
 
 
 class DocsError(Exception):
-    """The paths cannot be documented as asked (two files would share one page)."""
+    """The paths cannot be documented as asked (they hold no scenario, or two files would share one page)."""
 
 
 def collect(paths: tuple[str, ...]) -> Site:
     """Run every scenario under `paths` and build the site's content. Raises `PathProblem` for a bad path."""
     files = scenario_files(paths)
+    if not files:
+        raise DocsError(f"no scenarios found under {', '.join(paths)}")
     report = run_paths(paths)
     entries: dict[str, list[Entry]] = defaultdict(list)
     for entry in report.entries:

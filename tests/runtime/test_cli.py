@@ -282,17 +282,28 @@ def test_run_with_nothing_to_run_says_why_and_fails(library: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize(
-    "command", [("check",), ("fmt",), ("fmt", "--check"), ("gen", "-o", "out"), ("gen", "--check", "-o", "out")]
+    ("command", "status"),
+    [
+        (("check",), 1),
+        (("fmt",), 1),
+        (("fmt", "--check"), 1),
+        (("gen", "-o", "out"), 1),
+        (("gen", "--check", "-o", "out"), 1),
+        (("docs", "-o", "site"), 2),  # docs and the real-KVM backend report it as their other usage errors
+        (("docs", "--check", "-o", "site"), 2),
+        (("compare",), 2),
+        (("run", "--backend", "qemu-kvm"), 2),
+    ],
 )
 def test_every_command_given_a_folder_without_scenarios_says_so_fails_and_writes_nothing(
-    tmp_path: Path, command: tuple[str, ...]
+    tmp_path: Path, command: tuple[str, ...], status: int
 ) -> None:
-    """A mistyped folder must not pass as a check, a formatting or a generation that had nothing to do (in CI,
-    `gen --check tests/` would otherwise pass forever)."""
+    """A mistyped folder must not pass as a check, a formatting, a generation or a site that had nothing to do (in
+    CI, `gen --check tests/` would otherwise pass forever), nor fetch a kernel to compare nothing."""
     (tmp_path / "empty").mkdir()
     completed = svmdsl(*command[:1], "empty", *command[1:], cwd=tmp_path)
-    assert completed.returncode == 1
-    assert "svmdsl: no scenarios found under empty" in completed.stderr
+    assert completed.returncode == status
+    assert "no scenarios found under empty" in completed.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
     assert_no_traceback(completed)
 
