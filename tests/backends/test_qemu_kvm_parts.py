@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
@@ -10,10 +11,12 @@ import pytest
 
 from dsl.backends import command
 from dsl.backends.qemu_kvm import BackendError, Kernel, boot, cpio, expect, layout, report
-from dsl.backends.qemu_kvm.compare import classify, disagreements
+from dsl.backends.qemu_kvm.compare import Subject, classify, disagreements
+from dsl.backends.qemu_kvm.compare import compare as compare_rows
 from dsl.backends.qemu_kvm.expect import real_result
 from dsl.backends.qemu_kvm.kernel import policy_for_version
 from dsl.backends.qemu_kvm.lower import GuestCase, NotExpressible, lower, soft_vector
+from dsl.backends.qemu_kvm.text import render as render_comparison
 from dsl.compiler.lowered import Check
 from dsl.compiler.lowered import Comparison as CheckComparison
 from dsl.engine import CodeBytes, Event, Execute, Inject, Nesting, PolicyOptions, Program, Run, Setup, VectoringFault
@@ -250,3 +253,53 @@ def test_a_dead_boot_names_the_kernel_panic_ahead_of_the_last_console_lines() ->
     said = boot._diagnosis(console)
     assert said.startswith("[    0.024000] Kernel panic - not syncing: IO-APIC + timer doesn't work!")
     assert said.endswith("frame 7")
+
+
+def _boots(monkeypatch: pytest.MonkeyPatch, *results: str) -> list[list[str]]:
+    """Make each boot print the next of `results`; returns the case ids each boot was given."""
+    given: list[list[str]] = []
+
+    def booted(kernel: Kernel, cases: Iterable[GuestCase], cache: Path) -> boot.BootOutput:
+        given.append([case.case_id for case in cases])
+        return boot.BootOutput(results[len(given) - 1], "", 1.0)
+
+    monkeypatch.setattr(boot, "boot", booted)
+    return given
+
+
+WRONG_RETURN_OUTPUT = REAL_MODE_INT3_OUTPUT.replace("deliver 3 0x7ffa 0x0 0110", "deliver 3 0x7ffa 0x0 0010")
+
+
+@pytest.mark.parametrize(
+    ("second", "disturbed"), [(REAL_MODE_INT3_OUTPUT, True), (WRONG_RETURN_OUTPUT, False)], ids=["gone", "again"]
+)
+def test_a_disagreement_counts_only_if_a_second_boot_shows_it_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, second: str, disturbed: bool
+) -> None:
+    """The host may cancel an entry at random (KVM then takes the event back): a row that disagrees is run again,
+    alone; one that agrees then is reported as disturbed, not as a disagreement."""
+    given = _boots(monkeypatch, WRONG_RETURN_OUTPUT, second)
+    kernel = Kernel("linux-image-test", tmp_path / "vmlinuz", (), "6.1.192")
+    subjects = (Subject("EX-01", _int3_program()),)
+    result = compare_rows(subjects, kernel, tmp_path)
+    (row,) = result.comparisons
+    assert given == [["c0"], ["c0"]]
+    assert bool(row.disturbed) is disturbed
+    assert bool(row.disagreements) is not disturbed
+    assert [d.observable for d in row.disturbed or row.disagreements] == ["deliveries (vector, return address)"]
+    shown = render_comparison(result)
+    assert "compared in 2 boots (the second for the rows that disagreed)" in shown
+    if disturbed:
+        assert "disturbed        EX-01: disagreed in the first boot only (deliveries" in shown
+        assert "1 agree (1 only in the second boot), 0 disagree" in shown
+    else:
+        assert "DISAGREE         EX-01" in shown
+
+
+def test_rows_that_agree_take_one_boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    given = _boots(monkeypatch, REAL_MODE_INT3_OUTPUT)
+    kernel = Kernel("linux-image-test", tmp_path / "vmlinuz", (), "6.1.192")
+    result = compare_rows((Subject("EX-01", _int3_program()),), kernel, tmp_path)
+    assert given == [["c0"]]
+    assert result.boots == 1
+    assert not result.comparisons[0].disagreements

@@ -3,6 +3,12 @@ under real kvm_amd in QEMU, and list every observable on which they disagree.
 
 A scenario is compared once per outline row, whatever policies it names: the policy is the kernel's. Rows the
 backend cannot express are listed with the reason, never dropped silently.
+
+The engine is deterministic; a real run is not quite: the host may cancel an entry after KVM injected an event
+(a timer, a pending signal), which the scenario does not script. KVM then takes the event back and injects it
+again, with the `[reinjected]` tag where it re-queues it, or, before the seed series, drops an injected soft
+exception and unwinds RIP. So a row that disagrees is run again in a second boot, and only a disagreement that
+comes back counts; one that does not is kept as `disturbed`, and reports list it apart.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class Comparison:
     observation: report.Observation | None = None
     disagreements: tuple[Disagreement, ...] = ()
     unspecified: bool = False  # the engine says the sources are silent: real KVM's answer is a finding, not a failure
+    #: What the first boot disagreed on, when the second agreed: an event the scenario does not script disturbed it.
+    disturbed: tuple[Disagreement, ...] = ()
 
     @property
     def expressible(self) -> bool:
@@ -71,6 +79,12 @@ class ComparisonReport:
     policy: PolicyName
     comparisons: tuple[Comparison, ...]
     boot_seconds: float
+    boots: int = 1
+
+    @property
+    def boots_text(self) -> str:
+        """How many boots it took (a second runs the rows that disagreed), for the reports."""
+        return "one boot" if self.boots == 1 else f"{self.boots} boots (the second for the rows that disagreed)"
 
     @property
     def disagreeing(self) -> tuple[Comparison, ...]:
@@ -111,12 +125,7 @@ def compare(items: tuple[Subject, ...], kernel: Kernel, cache: Path) -> Comparis
         for index, subject in enumerate(items)
     )
     cases = tuple(item for item in lowered if isinstance(item, GuestCase))
-    observations: dict[str, report.Observation] = {}
-    seconds = 0.0
-    if cases:
-        output = boot.boot(kernel, cases, cache)
-        observations = report.parse(output.results, {case.case_id: case.mode for case in cases})
-        seconds = output.seconds
+    observations, seconds = _boot(kernel, cases, cache)
     comparisons = []
     for subject, item in zip(items, lowered, strict=True):
         if isinstance(item, NotExpressible):
@@ -126,7 +135,30 @@ def compare(items: tuple[Subject, ...], kernel: Kernel, cache: Path) -> Comparis
         unspecified = _unspecified(subject.program)
         found = disagreements(subject.program, observation)
         comparisons.append(Comparison(subject, item, observation, found, unspecified))
-    return ComparisonReport(kernel, kernel.policy, tuple(comparisons), seconds)
+    # An unspecified row's disagreements are findings, not failures: they need no confirmation.
+    doubtful = tuple(c.lowered for c in comparisons if c.disagreements and not c.unspecified)
+    if not doubtful:
+        return ComparisonReport(kernel, kernel.policy, tuple(comparisons), seconds)
+    again, more_seconds = _boot(kernel, tuple(case for case in doubtful if isinstance(case, GuestCase)), cache)
+    confirmed = tuple(_confirmed(c, again) if c.lowered in doubtful else c for c in comparisons)
+    return ComparisonReport(kernel, kernel.policy, confirmed, seconds + more_seconds, boots=2)
+
+
+def _boot(kernel: Kernel, cases: tuple[GuestCase, ...], cache: Path) -> tuple[dict[str, report.Observation], float]:
+    """Every case's observation from one boot of `kernel`, and how long the boot took."""
+    if not cases:
+        return {}, 0.0
+    output = boot.boot(kernel, cases, cache)
+    return report.parse(output.results, {case.case_id: case.mode for case in cases}), output.seconds
+
+
+def _confirmed(first: Comparison, again: dict[str, report.Observation]) -> Comparison:
+    """`first` as the second boot leaves it: its disagreements if they come back, else disturbed."""
+    assert isinstance(first.lowered, GuestCase)  # only expressible rows disagree
+    observation = again.get(first.lowered.case_id)
+    if observation is None or disagreements(first.subject.program, observation):
+        return first
+    return attrs.evolve(first, observation=observation, disagreements=(), disturbed=first.disagreements)
 
 
 def disagreements(program: Program, real: report.Observation) -> tuple[Disagreement, ...]:

@@ -11,7 +11,8 @@ from dsl.compiler.lowered import Case
 
 def render_observations(report: ComparisonReport) -> str:
     kernel = report.kernel
-    lines = [f"real KVM: {kernel.name} {kernel.version} under QEMU TCG (one boot, {report.boot_seconds:.1f} s)"]
+    booted = f"{report.boots_text}, {report.boot_seconds:.1f} s"
+    lines = [f"real KVM: {kernel.name} {kernel.version} under QEMU TCG ({booted})"]
     for comparison in report.comparisons:
         label = comparison.subject.label
         if isinstance(comparison.lowered, NotExpressible):

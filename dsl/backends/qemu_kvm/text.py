@@ -16,9 +16,11 @@ def render(report: ComparisonReport, *, verbose: bool = False) -> str:
     unspecified = sum(1 for c in compared if c.unspecified)
     disagreeing = sum(1 for c in compared if c.disagreements and not c.unspecified)
     agreeing = len(compared) - disagreeing - unspecified
+    disturbed = sum(1 for c in compared if c.disturbed)
     lines.append(
-        f"{len(compared)} compared in one boot of {report.boot_seconds:.1f} s: {agreeing} agree, "
-        f"{disagreeing} disagree, {unspecified} unspecified by the engine (real KVM's answer shown); "
+        f"{len(compared)} compared in {report.boots_text} of {report.boot_seconds:.1f} s: {agreeing} agree"
+        + (f" ({disturbed} only in the second boot)" if disturbed else "")
+        + f", {disagreeing} disagree, {unspecified} unspecified by the engine (real KVM's answer shown); "
         f"{len(report.comparisons) - len(compared)} not expressible"
     )
     return "\n".join(lines) + "\n"
@@ -36,6 +38,9 @@ def _comparison(comparison: Comparison, *, verbose: bool) -> list[str]:
         )
         returns = ", ".join(f"0x{d.return_rip:x}" for d in comparison.observation.deliveries[:1]) or "-"
         return [f"  unspecified      {label}: real KVM: {real}, first return address {returns}"]
+    if comparison.disturbed:
+        observables = "; ".join(found.observable for found in comparison.disturbed)
+        return [f"  disturbed        {label}: disagreed in the first boot only ({observables})"]
     if not comparison.disagreements:
         return [f"  agree            {label}"] if verbose else []
     return [
