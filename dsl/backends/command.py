@@ -88,12 +88,12 @@ def _compare(args: argparse.Namespace) -> Any:
     # Imported here so that `svmdsl --help` loads neither the engine nor the backend.
     from dsl.backends.qemu_kvm import BackendError, compare, prepare, subjects
     from dsl.backends.qemu_kvm.image import cache_root
-    from dsl.runtime.discover import PathProblem, scenario_files
+    from dsl.runtime.discover import PathProblem, nothing_found, scenario_files
 
     try:
         files = tuple(found.path for found in scenario_files(tuple(args.paths)))
         if not files:  # before the kernel package is fetched
-            raise PathProblem(f"no scenarios found under {', '.join(args.paths)}")
+            raise PathProblem(nothing_found(tuple(args.paths)))
         cache = cache_root()
         kernel = prepare(args.kernel, cache)
         return compare(subjects(files, kernel.policy), kernel, cache)

@@ -17,7 +17,7 @@ from dsl.docs.model import CaseView, FileView, MismatchView, ScenarioView, Site,
 from dsl.docs.stories import Told, tell
 from dsl.engine.program import Program
 from dsl.errors import SvmError
-from dsl.runtime.discover import ScenarioFile, scenario_files
+from dsl.runtime.discover import ScenarioFile, nothing_found, scenario_files
 from dsl.runtime.loader import LoadedFile, load
 from dsl.runtime.runner import find_case
 from dsl.runtime.session import GUEST_VISIBLE, Entry, FileError, policy_order, run_paths
@@ -47,7 +47,7 @@ def collect(paths: tuple[str, ...]) -> Site:
     """Run every scenario under `paths` and build the site's content. Raises `PathProblem` for a bad path."""
     files = scenario_files(paths)
     if not files:
-        raise DocsError(f"no scenarios found under {', '.join(paths)}")
+        raise DocsError(nothing_found(paths))
     report = run_paths(paths)
     entries: dict[str, list[Entry]] = defaultdict(list)
     for entry in report.entries:

@@ -18,7 +18,7 @@ def check_command(args: argparse.Namespace) -> int:
     """Parse, check and lower every file; print each file's diagnostics; exit 1 if any file has an error."""
     files = scenario_files(tuple(args.paths))
     if not files:
-        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        print(f"svmdsl: {nothing_found(tuple(args.paths))}", file=sys.stderr)
         return EXIT_FAILED
     bad = 0
     scenarios = 0
@@ -45,7 +45,7 @@ def fmt_command(args: argparse.Namespace) -> int:
 
     files = scenario_files(tuple(args.paths))
     if not files:
-        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        print(f"svmdsl: {nothing_found(tuple(args.paths))}", file=sys.stderr)
         return EXIT_FAILED
     changed: list[str] = []
     bad = 0

@@ -127,7 +127,7 @@ def gen_command(args: argparse.Namespace) -> int:
     gen_plan = plan(out_dir, wanted, owned=lambda text: _owned(text, out_dir, tuple(args.paths)))
     # Paths without scenario files are an error, unless modules generated from them are left to remove.
     if not found and not any(change.change is Change.REMOVE for change in gen_plan.changes):
-        print(nothing_found(tuple(args.paths)), file=sys.stderr)
+        print(f"svmdsl: {nothing_found(tuple(args.paths))}", file=sys.stderr)
         return EXIT_FAILED
     if args.check:
         for change in gen_plan.pending:

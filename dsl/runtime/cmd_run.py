@@ -46,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
             if report.files and args.policy:
                 print(f"svmdsl: no scenario under {where} runs under {', '.join(args.policy)}", file=sys.stderr)
             else:
-                print(nothing_found(tuple(args.paths)), file=sys.stderr)
+                print(f"svmdsl: {nothing_found(tuple(args.paths))}", file=sys.stderr)
             return EXIT_FAILED
         sys.stdout.write(report_text.render(report, paint, trace=not args.no_trace))
     return EXIT_OK if report.ok and (report.entries or report.file_errors) else EXIT_FAILED

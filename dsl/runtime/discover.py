@@ -50,7 +50,7 @@ def scenario_files(paths: tuple[str, ...]) -> tuple[ScenarioFile, ...]:
 def nothing_found(paths: tuple[str, ...]) -> str:
     """What every command says of paths that hold no scenario file: an error (a mistyped folder, most often), not
     a run, check or generation that did nothing and passed."""
-    return f"svmdsl: no scenarios found under {', '.join(paths)}"
+    return f"no scenarios found under {', '.join(paths)}"
 
 
 def _topic_of_file(path: Path) -> str:
